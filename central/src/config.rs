@@ -1,0 +1,555 @@
+//! Typed configuration, read once at start-up from the environment (and `.env`).
+//!
+//! Variable names are the spec's (SEGURIDAD). Every variable has a development default so that
+//! `make run` works on a fresh machine; with `APP_ENV=production` every secret must be given and
+//! start-up stops with a message naming the first one missing or malformed. Secrets are wrapped in
+//! [`SecretString`] so they never reach a log line or a `Debug` print.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuración inválida: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Where the process runs; decides which defaults are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl AppEnv {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "development" | "dev" | "local" => Some(Self::Development),
+            "test" => Some(Self::Test),
+            "staging" => Some(Self::Staging),
+            "production" | "prod" => Some(Self::Production),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+
+    /// Whether secrets must be given explicitly (no development defaults).
+    pub fn requires_secrets(self) -> bool {
+        matches!(self, Self::Staging | Self::Production)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: AppEnv,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub supabase: SupabaseConfig,
+    pub stripe: StripeConfig,
+    pub ai: AiProviderKeys,
+    pub security: SecurityConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Longest a request may take before it is answered with a timeout error.
+    pub request_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Origins of the Next.js frontend allowed by CORS (`*` allows any).
+    pub cors_allowed_origins: Vec<String>,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    pub password: Option<SecretString>,
+    /// Prefix of every key this deployment writes (tests use one per test).
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SupabaseConfig {
+    /// Project URL (`https://<ref>.supabase.co`); `None` in development when not set.
+    pub url: Option<String>,
+    pub jwt_secret: SecretString,
+    pub service_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub secret_key: SecretString,
+    pub webhook_secret: SecretString,
+}
+
+/// AI provider keys given in the environment (comma-separated, for pooling).
+#[derive(Debug, Clone, Default)]
+pub struct AiProviderKeys {
+    pub gemini: Vec<SecretString>,
+    pub openai: Vec<SecretString>,
+    pub groq: Vec<SecretString>,
+    pub deepseek: Vec<SecretString>,
+    pub anthropic: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// AES-256-GCM key for secrets at rest (AI provider keys, webhook secrets).
+    pub encryption_key: Arc<SecretBox<[u8; 32]>>,
+    pub rate_limit_per_min: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive: `info`, `debug`, `celaest_central=debug,sqlx=warn`, …
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Development-only secrets. They are public, so production refuses to start without real ones.
+mod dev {
+    pub const DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/celaest";
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    pub const SUPABASE_JWT_SECRET: &str = "dev-only-supabase-jwt-secret-not-for-production";
+    pub const STRIPE_SECRET_KEY: &str = "sk_test_dev_only";
+    pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_dev_only";
+    pub const ENCRYPTION_KEY: &str = "dev-only-32-byte-encryption-key!";
+    pub const CORS_ALLOWED_ORIGINS: &str = "http://localhost:3000,http://127.0.0.1:3000";
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars { lookup: &lookup };
+        let env = match vars.get("APP_ENV") {
+            None => AppEnv::Development,
+            Some(raw) => AppEnv::parse(&raw).ok_or_else(|| {
+                ConfigError::new(
+                    "APP_ENV",
+                    "se esperaba development, test, staging o production",
+                )
+            })?,
+        };
+        let strict = env.requires_secrets();
+        let secret = |name: &'static str, dev_default: &str| -> Result<SecretString, ConfigError> {
+            match vars.get(name) {
+                Some(v) => Ok(SecretString::from(v)),
+                None if strict => Err(ConfigError::new(name, "es obligatoria en este entorno")),
+                None => Ok(SecretString::from(dev_default)),
+            }
+        };
+
+        let database_url = secret("DATABASE_URL", dev::DATABASE_URL)?;
+        check_scheme(
+            "DATABASE_URL",
+            database_url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
+        let redis_url = secret("REDIS_URL", dev::REDIS_URL)?;
+        check_scheme("REDIS_URL", redis_url.expose_secret(), &["redis", "rediss"])?;
+
+        let supabase_url = vars.get("SUPABASE_URL");
+        if let Some(url) = &supabase_url {
+            check_scheme("SUPABASE_URL", url, &["http", "https"])?;
+        } else if strict {
+            return Err(ConfigError::new(
+                "SUPABASE_URL",
+                "es obligatoria en este entorno",
+            ));
+        }
+        let service_key = vars.get("SUPABASE_SERVICE_KEY").map(SecretString::from);
+        if strict && service_key.is_none() {
+            return Err(ConfigError::new(
+                "SUPABASE_SERVICE_KEY",
+                "es obligatoria en este entorno",
+            ));
+        }
+
+        let encryption_key = parse_encryption_key(&secret("ENCRYPTION_KEY", dev::ENCRYPTION_KEY)?)?;
+
+        let cors = vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_else(|| {
+            if strict {
+                String::new()
+            } else {
+                dev::CORS_ALLOWED_ORIGINS.into()
+            }
+        });
+        let cors_allowed_origins = split_list(&cors);
+        for origin in &cors_allowed_origins {
+            if origin != "*" {
+                check_scheme("CORS_ALLOWED_ORIGINS", origin, &["http", "https"])?;
+            }
+        }
+
+        let log_format = match vars.get("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "se esperaba json o pretty")),
+        };
+
+        Ok(Self {
+            env,
+            http: HttpConfig {
+                host: vars.parse("APP_HOST", "0.0.0.0".parse().ok())?,
+                port: vars.parse("APP_PORT", Some(8080))?,
+                request_timeout: Duration::from_secs(vars.parse_in(
+                    "APP_REQUEST_TIMEOUT_SECS",
+                    30,
+                    1..=600,
+                )?),
+                body_limit: vars.parse_in(
+                    "APP_BODY_LIMIT_BYTES",
+                    1024 * 1024,
+                    1024..=64 * 1024 * 1024,
+                )?,
+                cors_allowed_origins,
+                shutdown_grace: Duration::from_secs(vars.parse_in(
+                    "SHUTDOWN_GRACE_SECS",
+                    30,
+                    0..=600,
+                )?),
+            },
+            database: DatabaseConfig {
+                url: database_url,
+                max_connections: vars.parse_in("DATABASE_MAX_CONNS", 25, 1..=1000)?,
+                acquire_timeout: Duration::from_secs(vars.parse_in(
+                    "DATABASE_ACQUIRE_TIMEOUT_SECS",
+                    5,
+                    1..=120,
+                )?),
+            },
+            redis: RedisConfig {
+                url: redis_url,
+                password: vars.get("REDIS_PASSWORD").map(SecretString::from),
+                key_prefix: vars
+                    .get("REDIS_KEY_PREFIX")
+                    .unwrap_or_else(|| "celaest:".into()),
+            },
+            supabase: SupabaseConfig {
+                url: supabase_url.map(|u| u.trim_end_matches('/').to_owned()),
+                jwt_secret: secret("SUPABASE_JWT_SECRET", dev::SUPABASE_JWT_SECRET)?,
+                service_key,
+            },
+            stripe: StripeConfig {
+                secret_key: secret("STRIPE_SECRET_KEY", dev::STRIPE_SECRET_KEY)?,
+                webhook_secret: secret("STRIPE_WEBHOOK_SECRET", dev::STRIPE_WEBHOOK_SECRET)?,
+            },
+            ai: AiProviderKeys {
+                gemini: vars.secrets("GEMINI_API_KEYS"),
+                openai: vars.secrets("OPENAI_API_KEYS"),
+                groq: vars.secrets("GROQ_API_KEYS"),
+                deepseek: vars.secrets("DEEPSEEK_API_KEYS"),
+                anthropic: vars.secrets("ANTHROPIC_API_KEYS"),
+            },
+            security: SecurityConfig {
+                encryption_key,
+                rate_limit_per_min: vars.parse_in("RATE_LIMIT_PER_MIN", 100, 1..=1_000_000)?,
+            },
+            log: LogConfig {
+                level: vars.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+                format: log_format,
+            },
+        })
+    }
+
+    /// The address the REST API listens on.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        (self.http.host, self.http.port).into()
+    }
+}
+
+/// Environment access with trimming and typed parsing; empty values count as unset.
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: Option<T>,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("valor inválido: {raw:?}"))),
+            None => default.ok_or_else(|| ConfigError::new(name, "es obligatoria")),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let value = self.parse(name, Some(default))?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                name,
+                format!("debe estar entre {} y {}", range.start(), range.end()),
+            ))
+        }
+    }
+
+    fn secrets(&self, name: &str) -> Vec<SecretString> {
+        self.get(name)
+            .map(|v| split_list(&v).into_iter().map(SecretString::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn check_scheme(name: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let ok = url
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            name,
+            format!("se esperaba una URL {}://…", schemes.join("|")),
+        ))
+    }
+}
+
+/// Accepts the key as 32 raw bytes, 64 hex characters, or base64 of 32 bytes.
+fn parse_encryption_key(raw: &SecretString) -> Result<Arc<SecretBox<[u8; 32]>>, ConfigError> {
+    let raw = raw.expose_secret().as_bytes();
+    let bytes: Option<[u8; 32]> = if raw.len() == 32 {
+        raw.try_into().ok()
+    } else if raw.len() == 64 {
+        decode_hex(raw)
+    } else {
+        decode_base64(raw)
+    };
+    bytes
+        .map(|key| Arc::new(SecretBox::new(Box::new(key))))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "ENCRYPTION_KEY",
+                "se esperaban 32 bytes (texto, 64 hex o base64)",
+            )
+        })
+}
+
+fn decode_hex(raw: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, pair) in raw.chunks_exact(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        *out.get_mut(i)? = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn decode_base64(raw: &[u8]) -> Option<[u8; 32]> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digits: Vec<u8> = raw
+        .iter()
+        .filter(|&&c| c != b'=')
+        .map(|&c| match c {
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => ALPHABET
+                .iter()
+                .position(|&a| a == c)
+                .and_then(|p| u8::try_from(p).ok()),
+        })
+        .collect::<Option<_>>()?;
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = Vec::with_capacity(32);
+    for d in digits {
+        bits = (bits << 6) | u32::from(d);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push(u8::try_from((bits >> nbits) & 0xff).ok()?);
+        }
+    }
+    out.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const PRODUCTION: &[(&str, &str)] = &[
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", "postgres://u:p@db:5432/celaest"),
+        ("REDIS_URL", "redis://cache:6379"),
+        ("SUPABASE_URL", "https://abc.supabase.co/"),
+        ("SUPABASE_JWT_SECRET", "jwt-secret"),
+        ("SUPABASE_SERVICE_KEY", "service-key"),
+        ("STRIPE_SECRET_KEY", "sk_live_x"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        (
+            "ENCRYPTION_KEY",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ),
+    ];
+
+    #[test]
+    fn development_starts_with_no_variables_at_all() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.env, AppEnv::Development);
+        assert_eq!(config.http_addr().to_string(), "0.0.0.0:8080");
+        assert_eq!(config.database.max_connections, 25);
+        assert_eq!(config.security.rate_limit_per_min, 100);
+        assert_eq!(config.http.cors_allowed_origins.len(), 2);
+    }
+
+    #[test]
+    fn production_with_every_secret_starts() {
+        let config = load(PRODUCTION).unwrap();
+        assert_eq!(config.env, AppEnv::Production);
+        assert_eq!(
+            config.supabase.url.as_deref(),
+            Some("https://abc.supabase.co")
+        );
+        assert_eq!(config.security.encryption_key.expose_secret()[31], 0x1f);
+    }
+
+    #[test]
+    fn production_names_each_missing_secret() {
+        for (missing, _) in PRODUCTION.iter().filter(|(k, _)| *k != "APP_ENV") {
+            let pairs: Vec<_> = PRODUCTION
+                .iter()
+                .copied()
+                .filter(|(k, _)| k != missing)
+                .collect();
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(err.variable, *missing, "{err}");
+            assert!(err.to_string().contains(missing));
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let cases = [
+            ("APP_PORT", "eighty"),
+            ("APP_PORT", "70000"),
+            ("DATABASE_MAX_CONNS", "0"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "localhost:6379"),
+            ("ENCRYPTION_KEY", "too-short"),
+            ("APP_ENV", "moon"),
+            ("LOG_FORMAT", "xml"),
+            ("CORS_ALLOWED_ORIGINS", "localhost:3000"),
+            ("RATE_LIMIT_PER_MIN", "-5"),
+        ];
+        for (name, value) in cases {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn encryption_key_accepts_raw_hex_and_base64() {
+        let raw = load(&[("ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef")]).unwrap();
+        assert_eq!(raw.security.encryption_key.expose_secret()[0], b'0');
+        let b64 = load(&[(
+            "ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )])
+        .unwrap();
+        assert_eq!(b64.security.encryption_key.expose_secret()[31], 31);
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = load(PRODUCTION).unwrap();
+        let printed = format!("{config:?}");
+        for secret in [
+            "jwt-secret",
+            "service-key",
+            "sk_live_x",
+            "whsec_x",
+            "u:p@db",
+        ] {
+            assert!(!printed.contains(secret), "{secret} leaked in {printed}");
+        }
+    }
+
+    #[test]
+    fn ai_keys_are_split_on_commas() {
+        let config = load(&[("GEMINI_API_KEYS", "k1, k2,,k3")]).unwrap();
+        assert_eq!(config.ai.gemini.len(), 3);
+        assert!(config.ai.openai.is_empty());
+    }
+}

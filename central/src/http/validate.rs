@@ -1,0 +1,245 @@
+//! Request validation: the [`Validate`] trait every request body implements, and the per-field
+//! problems it reports (answered as 422 `VALIDATION_FAILED` with one entry per offending field).
+
+use celaest_protocol::Lang;
+use serde::Serialize;
+
+/// What is wrong with one field. Messages are rendered in the caller's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldProblem {
+    Required,
+    /// The value has the wrong JSON type or cannot be read as the expected one.
+    InvalidType {
+        expected: String,
+    },
+    /// A field the endpoint does not accept.
+    Unknown,
+    InvalidFormat {
+        expected: &'static str,
+    },
+    TooShort {
+        min: usize,
+    },
+    TooLong {
+        max: usize,
+    },
+    OutOfRange {
+        min: i64,
+        max: i64,
+    },
+    NotOneOf {
+        allowed: Vec<&'static str>,
+    },
+    /// Anything else, with its own stable code and messages.
+    Custom {
+        code: &'static str,
+        es: &'static str,
+        en: &'static str,
+    },
+}
+
+impl FieldProblem {
+    /// Stable code of the problem, e.g. `TOO_LONG`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Required => "REQUIRED",
+            Self::InvalidType { .. } => "INVALID_TYPE",
+            Self::Unknown => "UNKNOWN_FIELD",
+            Self::InvalidFormat { .. } => "INVALID_FORMAT",
+            Self::TooShort { .. } => "TOO_SHORT",
+            Self::TooLong { .. } => "TOO_LONG",
+            Self::OutOfRange { .. } => "OUT_OF_RANGE",
+            Self::NotOneOf { .. } => "NOT_ONE_OF",
+            Self::Custom { code, .. } => code,
+        }
+    }
+
+    pub fn message(&self, lang: Lang) -> String {
+        match (self, lang) {
+            (Self::Required, Lang::Es) => "es obligatorio".into(),
+            (Self::Required, Lang::En) => "is required".into(),
+            (Self::InvalidType { expected }, Lang::Es) => {
+                format!("tipo inválido, se esperaba {expected}")
+            }
+            (Self::InvalidType { expected }, Lang::En) => {
+                format!("invalid type, expected {expected}")
+            }
+            (Self::Unknown, Lang::Es) => "campo no admitido".into(),
+            (Self::Unknown, Lang::En) => "field not accepted".into(),
+            (Self::InvalidFormat { expected }, Lang::Es) => {
+                format!("formato inválido, se esperaba {expected}")
+            }
+            (Self::InvalidFormat { expected }, Lang::En) => {
+                format!("invalid format, expected {expected}")
+            }
+            (Self::TooShort { min }, Lang::Es) => format!("debe tener al menos {min} caracteres"),
+            (Self::TooShort { min }, Lang::En) => format!("must be at least {min} characters long"),
+            (Self::TooLong { max }, Lang::Es) => format!("debe tener como máximo {max} caracteres"),
+            (Self::TooLong { max }, Lang::En) => format!("must be at most {max} characters long"),
+            (Self::OutOfRange { min, max }, Lang::Es) => format!("debe estar entre {min} y {max}"),
+            (Self::OutOfRange { min, max }, Lang::En) => format!("must be between {min} and {max}"),
+            (Self::NotOneOf { allowed }, Lang::Es) => {
+                format!("debe ser uno de: {}", allowed.join(", "))
+            }
+            (Self::NotOneOf { allowed }, Lang::En) => {
+                format!("must be one of: {}", allowed.join(", "))
+            }
+            (Self::Custom { es, .. }, Lang::Es) => (*es).into(),
+            (Self::Custom { en, .. }, Lang::En) => (*en).into(),
+        }
+    }
+}
+
+/// The problems found in one request, keeping the first problem of each field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors {
+    entries: Vec<(String, FieldProblem)>,
+}
+
+/// One offending field as it appears in `error.details.fields`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FieldErrorBody {
+    /// Dotted path of the field, e.g. `items[0].quantity`.
+    pub field: String,
+    /// Stable code of the problem (`REQUIRED`, `TOO_LONG`, …).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A single problem, for errors found outside a [`Validate`] pass.
+    pub fn single(field: impl Into<String>, problem: FieldProblem) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, problem);
+        errors
+    }
+
+    /// Records a problem unless the field already has one.
+    pub fn add(&mut self, field: impl Into<String>, problem: FieldProblem) {
+        let field = field.into();
+        if !self.entries.iter().any(|(f, _)| *f == field) {
+            self.entries.push((field, problem));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn into_result(self) -> Result<(), Self> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    pub fn render(&self, lang: Lang) -> Vec<FieldErrorBody> {
+        self.entries
+            .iter()
+            .map(|(field, p)| FieldErrorBody {
+                field: field.clone(),
+                code: p.code(),
+                message: p.message(lang),
+            })
+            .collect()
+    }
+
+    /// Checks a required text: trimmed length within `min..=max` characters.
+    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let len = value.trim().chars().count();
+        if len == 0 && min > 0 {
+            self.add(field, FieldProblem::Required);
+        } else if len < min {
+            self.add(field, FieldProblem::TooShort { min });
+        } else if len > max {
+            self.add(field, FieldProblem::TooLong { max });
+        }
+    }
+
+    /// Checks an optional text when present.
+    pub fn opt_text(&mut self, field: &str, value: Option<&str>, min: usize, max: usize) {
+        if let Some(value) = value {
+            self.text(field, value, min, max);
+        }
+    }
+
+    /// Checks an integer lies in `min..=max`.
+    pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
+        if !(min..=max).contains(&value) {
+            self.add(field, FieldProblem::OutOfRange { min, max });
+        }
+    }
+
+    /// Checks a value is one of a closed set.
+    pub fn one_of(&mut self, field: &str, value: &str, allowed: &'static [&'static str]) {
+        if !allowed.contains(&value) {
+            self.add(
+                field,
+                FieldProblem::NotOneOf {
+                    allowed: allowed.to_vec(),
+                },
+            );
+        }
+    }
+}
+
+/// Rules a request body must satisfy beyond its types. The [`super::extract::Json`] extractor
+/// runs them, so a handler only ever sees a body that passed.
+pub trait Validate {
+    /// Records every problem found in `errors`; the default accepts anything that deserialized.
+    fn validate(&self, errors: &mut FieldErrors) {
+        let _ = errors;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_problem_of_a_field_is_kept() {
+        let mut errors = FieldErrors::new();
+        errors.add("name", FieldProblem::Required);
+        errors.add("name", FieldProblem::TooLong { max: 3 });
+        errors.add("email", FieldProblem::InvalidFormat { expected: "email" });
+        let rendered = errors.render(Lang::En);
+        assert_eq!(rendered.len(), 2);
+        assert_eq!(rendered[0].code, "REQUIRED");
+        assert_eq!(rendered[1].field, "email");
+    }
+
+    #[test]
+    fn text_checks_trimmed_character_length() {
+        let mut errors = FieldErrors::new();
+        errors.text("a", "   ", 1, 10);
+        errors.text("b", "ñandú", 1, 5);
+        errors.text("c", "abcdef", 1, 5);
+        errors.text("d", "a", 2, 5);
+        let codes: Vec<_> = errors
+            .render(Lang::Es)
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("a".into(), "REQUIRED"),
+                ("c".into(), "TOO_LONG"),
+                ("d".into(), "TOO_SHORT")
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_follow_the_language() {
+        let p = FieldProblem::OutOfRange { min: 1, max: 100 };
+        assert_eq!(p.message(Lang::Es), "debe estar entre 1 y 100");
+        assert_eq!(p.message(Lang::En), "must be between 1 and 100");
+    }
+}

@@ -1,0 +1,17 @@
+//! CELAEST Core central: the admin API and the source of truth for the edge fleet.
+//!
+//! Layout: one folder per module of the spec (vertical slices) beside the shared plumbing —
+//! [`config`], [`http`] (envelope, errors, extractors, pagination, middleware), [`db`],
+//! [`cache`], [`workers`] — and the entry points [`cli`] and [`app`].
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod docs;
+pub mod health;
+pub mod http;
+pub mod seed;
+pub mod state;
+pub mod workers;

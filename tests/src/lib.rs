@@ -1,0 +1,173 @@
+//! Helpers for end-to-end tests: run the real `celaest-central` binary as a process, against a
+//! fresh PostgreSQL database and its own Redis key prefix, and talk HTTP to it.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+/// The base database URL tests create their own databases next to.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/celaest".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A workspace binary built by cargo (`target/<profile>/<name>`), located from this test's own
+/// executable (`target/<profile>/deps/<test>`), or from `CELAEST_BIN_DIR` when set.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("CELAEST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe()?;
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .context("test executable has no target dir")?
+                .to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build it first (cargo build -p celaest-central)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A database URL for a new, uniquely named database on the test server.
+pub fn fresh_database_url(label: &str) -> String {
+    let base = database_url();
+    let (server, _) = base.rsplit_once('/').unwrap_or((&base, ""));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{server}/e2e_{label}_{}_{nonce}", std::process::id())
+}
+
+/// A running `celaest-central` process; killed when dropped.
+pub struct CentralProcess {
+    pub child: Child,
+    pub base_url: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl CentralProcess {
+    /// The environment a central process needs to run against `database_url`.
+    pub fn env_for(database_url: &str, port: u16) -> Vec<(String, String)> {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        vec![
+            ("APP_ENV".into(), "test".into()),
+            ("APP_HOST".into(), "127.0.0.1".into()),
+            ("APP_PORT".into(), port.to_string()),
+            ("DATABASE_URL".into(), database_url.into()),
+            ("DATABASE_MAX_CONNS".into(), "5".into()),
+            ("REDIS_URL".into(), redis_url()),
+            ("REDIS_KEY_PREFIX".into(), format!("e2e:{nonce}:")),
+            ("LOG_LEVEL".into(), "info".into()),
+            ("SHUTDOWN_GRACE_SECS".into(), "10".into()),
+        ]
+    }
+
+    /// Runs a one-shot subcommand (`migrate`, `seed`) to completion, returning its output.
+    pub fn run_command(
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        let output = Command::new(binary("celaest-central")?)
+            .args(args)
+            .envs(env.iter().cloned())
+            .output()?;
+        Ok(output)
+    }
+
+    /// Starts `celaest-central serve` with `args` and waits until `/health/live` answers.
+    pub async fn start(env: Vec<(String, String)>, args: &[&str]) -> anyhow::Result<Self> {
+        let port = env
+            .iter()
+            .find(|(k, _)| k == "APP_PORT")
+            .map(|(_, v)| v.clone())
+            .context("APP_PORT missing")?;
+        let child = Command::new(binary("celaest-central")?)
+            .args(args)
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let process = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            env,
+        };
+        process.wait_until_live(Duration::from_secs(30)).await?;
+        Ok(process)
+    }
+
+    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(response) = client
+                .get(format!("{}/health/live", self.base_url))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("central did not answer /health/live within {timeout:?}")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, returning its exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("central did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for CentralProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drops a database created by a test (best effort; open connections are terminated).
+pub async fn drop_database(url: &str) {
+    use sqlx::migrate::MigrateDatabase;
+    if let Err(e) = sqlx::Postgres::force_drop_database(url).await {
+        tracing_free_warn(&format!("could not drop test database: {e}"));
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "test helpers report to the test output")]
+fn tracing_free_warn(message: &str) {
+    eprintln!("warning: {message}");
+}
