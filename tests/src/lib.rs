@@ -167,7 +167,10 @@ pub async fn drop_database(url: &str) {
     }
 }
 
-#[expect(clippy::print_stderr, reason = "test helpers report to the test output")]
+#[expect(
+    clippy::print_stderr,
+    reason = "test helpers report to the test output"
+)]
 fn tracing_free_warn(message: &str) {
     eprintln!("warning: {message}");
 }

@@ -89,7 +89,10 @@ fn into_envelope(response: Response) -> Response {
 }
 
 /// Answers a panicked handler with a 500 envelope; the panic is logged once, here.
-#[expect(clippy::needless_pass_by_value, reason = "the signature CatchPanicLayer calls")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature CatchPanicLayer calls"
+)]
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let message = panic
         .downcast_ref::<String>()
