@@ -4,10 +4,20 @@
 //! with exactly the same shapes and the same decisions.
 
 pub mod codes;
+pub mod collision;
 pub mod envelope;
+mod hex;
 pub mod lang;
+pub mod license_key;
 pub mod request_id;
+pub mod signing;
+pub mod validation;
 
 pub use codes::ErrorCode;
 pub use envelope::{ErrorBody, ErrorEnvelope, Meta, SuccessEnvelope};
 pub use lang::Lang;
+pub use license_key::{ChecksumKey, KeyError, KeyHash, LicenseKey, ProductCode};
+pub use validation::{
+    Decision, LicenseState, LicenseStatus, ValidateRequest, ValidationAnswer, ValidationCode,
+    decide,
+};
