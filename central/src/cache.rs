@@ -29,7 +29,12 @@ struct RedisInner {
     client: Client,
     prefix: String,
     manager: Mutex<Option<ConnectionManager>>,
+    /// When the last connection attempt failed: callers fail fast for [`RETRY_AFTER_FAILURE`]
+    /// instead of each waiting out a connect timeout against a Redis that is down.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +55,7 @@ impl Redis {
                 client: Client::open(info)?,
                 prefix: config.key_prefix.clone(),
                 manager: Mutex::new(None),
+                failed_at: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -65,13 +71,34 @@ impl Redis {
         if let Some(manager) = slot.as_ref() {
             return Ok(manager.clone());
         }
+        let recently_failed = self
+            .inner
+            .failed_at
+            .lock()
+            .map(|at| at.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE))
+            .unwrap_or(false);
+        if recently_failed {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "redis unreachable (retrying shortly)",
+            )));
+        }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT)
             .set_number_of_retries(1);
-        let manager = ConnectionManager::new_with_config(self.inner.client.clone(), config).await?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+        match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
+            Ok(manager) => {
+                *slot = Some(manager.clone());
+                Ok(manager)
+            }
+            Err(e) => {
+                if let Ok(mut failed) = self.inner.failed_at.lock() {
+                    *failed = Some(std::time::Instant::now());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// `PING`, for readiness.

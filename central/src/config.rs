@@ -86,6 +86,8 @@ pub struct HttpConfig {
     pub cors_allowed_origins: Vec<String>,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, CIDRs; loopback always).
+    pub trusted_proxies: Vec<ipnetwork::IpNetwork>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +229,24 @@ impl Config {
             }
         }
 
+        let mut trusted_proxies: Vec<ipnetwork::IpNetwork> = vec![
+            ipnetwork::IpNetwork::V4(
+                "127.0.0.0/8"
+                    .parse()
+                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", "loopback"))?,
+            ),
+            ipnetwork::IpNetwork::V6(
+                "::1/128"
+                    .parse()
+                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", "loopback"))?,
+            ),
+        ];
+        for cidr in split_list(&vars.get("TRUSTED_PROXIES").unwrap_or_default()) {
+            trusted_proxies.push(cidr.parse().map_err(|_| {
+                ConfigError::new("TRUSTED_PROXIES", format!("CIDR inválido: {cidr:?}"))
+            })?);
+        }
+
         let log_format = match vars.get("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -254,6 +274,7 @@ impl Config {
                     30,
                     0..=600,
                 )?),
+                trusted_proxies,
             },
             database: DatabaseConfig {
                 url: database_url,
@@ -512,6 +533,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("CORS_ALLOWED_ORIGINS", "localhost:3000"),
             ("RATE_LIMIT_PER_MIN", "-5"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();

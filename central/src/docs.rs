@@ -82,7 +82,12 @@ fn error_code_schema() -> ObjectBuilder {
         title = "CELAEST Core API",
         description = "Central admin API of CELAEST Core: users, organizations, licenses, products, releases, billing, AI gateway, settings, analytics and audit. Every answer uses the envelope `{success, data, meta}` / `{success: false, error: {code, message, details}}`; messages are in Spanish unless `Accept-Language: en`.",
     ),
-    tags((name = "health", description = "Liveness and readiness")),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "MODULO 4: tokens, sessions and the caller"),
+        (name = "users", description = "MODULO 2: users, profiles, sessions and API keys"),
+        (name = "organizations", description = "MODULO 3: organizations, members and subscriptions"),
+    ),
     components(schemas(ApiErrorBody, ApiErrorDetail, PageMeta, crate::http::validate::FieldErrorBody)),
     modifiers(&SecuritySchemes),
 )]

@@ -5,6 +5,8 @@
 //! [`cache`], [`workers`] — and the entry points [`cli`] and [`app`].
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -12,6 +14,8 @@ pub mod db;
 pub mod docs;
 pub mod health;
 pub mod http;
+pub mod orgs;
 pub mod seed;
 pub mod state;
+pub mod users;
 pub mod workers;

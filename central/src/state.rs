@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use crate::{
+    auth::AuthService,
     cache::{Cache, Redis},
     config::Config,
 };
@@ -17,6 +18,9 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: Redis,
     pub cache: Cache,
+    pub auth: Arc<AuthService>,
+    /// Outgoing HTTP (Supabase, Stripe, AI providers), one connection pool for all.
+    pub http: reqwest::Client,
     pub started_at: Instant,
 }
 
@@ -25,11 +29,18 @@ impl AppState {
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let redis = Redis::new(&config.redis)?;
         let cache = Cache::new(redis.clone(), 100_000, std::time::Duration::from_secs(30));
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .user_agent(concat!("celaest-central/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let auth = Arc::new(AuthService::new(&config, http.clone()));
         Ok(Self {
             config: Arc::new(config),
             db,
             redis,
             cache,
+            auth,
+            http,
             started_at: Instant::now(),
         })
     }

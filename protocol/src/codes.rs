@@ -47,6 +47,34 @@ error_codes! {
     InvalidPathParameter => (400, "INVALID_PATH_PARAMETER", "Un parámetro de la ruta no es válido", "A path parameter is invalid"),
     /// Missing or invalid credentials.
     Unauthorized => (401, "UNAUTHORIZED", "Se requiere autenticación", "Authentication is required"),
+    /// No credentials were sent (`Authorization: Bearer` or `X-API-Key`).
+    AuthRequired => (401, "AUTH_REQUIRED", "Se requiere un token o una API key", "A token or an API key is required"),
+    /// The bearer token is malformed, wrongly signed, or for another audience or issuer.
+    TokenInvalid => (401, "TOKEN_INVALID", "El token no es válido", "The token is invalid"),
+    /// The bearer token has expired.
+    TokenExpired => (401, "TOKEN_EXPIRED", "El token ha expirado", "The token has expired"),
+    /// The token's session was closed (logout or revocation).
+    SessionRevoked => (401, "SESSION_REVOKED", "La sesión fue cerrada", "The session has been revoked"),
+    /// The API key does not exist.
+    ApiKeyInvalid => (401, "API_KEY_INVALID", "La API key no es válida", "The API key is invalid"),
+    /// The API key has expired.
+    ApiKeyExpired => (401, "API_KEY_EXPIRED", "La API key ha expirado", "The API key has expired"),
+    /// The API key was revoked, deleted or rotated out.
+    ApiKeyRevoked => (401, "API_KEY_REVOKED", "La API key fue revocada", "The API key has been revoked"),
+    /// The refresh token was refused by the identity provider.
+    RefreshTokenInvalid => (401, "REFRESH_TOKEN_INVALID", "El refresh token no es válido", "The refresh token is invalid"),
+    /// The account is deactivated or deleted.
+    UserDisabled => (403, "USER_DISABLED", "La cuenta está desactivada", "The account is disabled"),
+    /// The caller's role does not allow this action.
+    InsufficientRole => (403, "INSUFFICIENT_ROLE", "Su rol no permite esta acción", "Your role does not allow this action"),
+    /// The API key lacks the scope this endpoint needs.
+    InsufficientScope => (403, "INSUFFICIENT_SCOPE", "La API key no tiene el alcance necesario", "The API key lacks the required scope"),
+    /// An organization must keep at least one owner.
+    LastOwner => (409, "LAST_OWNER", "La organización debe conservar al menos un propietario", "The organization must keep at least one owner"),
+    /// The user is already a member of the organization.
+    AlreadyMember => (409, "ALREADY_MEMBER", "El usuario ya es miembro de la organización", "The user is already a member of the organization"),
+    /// The identity provider (Supabase) is not configured or did not answer.
+    AuthProviderUnavailable => (503, "AUTH_PROVIDER_UNAVAILABLE", "El proveedor de identidad no está disponible", "The identity provider is unavailable"),
     /// Authenticated but not allowed.
     Forbidden => (403, "FORBIDDEN", "No tiene permiso para realizar esta acción", "You are not allowed to perform this action"),
     /// The addressed resource does not exist (or is not visible to the caller).

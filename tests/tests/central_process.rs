@@ -11,7 +11,7 @@ async fn central_migrates_seeds_serves_and_stops_on_sigterm() -> anyhow::Result<
     let db_url = fresh_database_url("lifecycle");
     let env = CentralProcess::env_for(&db_url, free_port()?);
 
-    // `migrate` creates the database and all 35 tables of the spec.
+    // `migrate` creates the database with all 35 tables of the spec (and the design's additions).
     let migrate = CentralProcess::run_command(&env, &["migrate"])?;
     assert!(
         migrate.status.success(),
@@ -21,7 +21,14 @@ async fn central_migrates_seeds_serves_and_stops_on_sigterm() -> anyhow::Result<
     let mut conn = sqlx::PgConnection::connect(&db_url).await?;
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations'",
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+           AND table_name IN ('organizations', 'users_profile', 'subscription_plans', 'licenses', 'license_usage_log',
+               'ai_models', 'ai_api_pool', 'prompts_master', 'task_batches', 'processed_tasks', 'roi_metrics',
+               'audit_logs', 'telemetry_events', 'system_config', 'feature_flags', 'product_categories', 'products',
+               'product_reviews', 'product_releases', 'customer_assets', 'asset_downloads', 'payment_methods',
+               'payment_gateways', 'orders', 'order_items', 'invoices', 'tax_rates', 'coupons', 'user_sessions',
+               'user_api_keys', 'webhooks', 'webhook_deliveries', 'license_ip_bindings', 'license_validations',
+               'license_collisions')",
     )
     .fetch_one(&mut conn)
     .await?;

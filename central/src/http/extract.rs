@@ -47,6 +47,29 @@ where
     }
 }
 
+/// An optional JSON body: absent when the request has no `Content-Type` and no body.
+impl<S, T> axum::extract::OptionalFromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let empty = req.headers().get(header::CONTENT_TYPE).is_none()
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|len| len == "0");
+        if empty {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}
+
 fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
     let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
         return false;

@@ -1,6 +1,7 @@
 //! Central's HTTP plumbing: the envelope, errors and their codes, extractors, validation,
 //! pagination, middleware, and the assembly of every module's routes into one app.
 
+pub mod client_ip;
 pub mod codes;
 pub mod context;
 pub mod error;
@@ -21,28 +22,33 @@ use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     timeout::TimeoutLayer,
 };
-use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use codes::ErrorCode;
 pub use error::{Error, Result, ResultExt};
 
-use crate::{config::Config, docs, health, state::AppState};
+use crate::{auth, config::Config, docs, health, orgs, state::AppState, users};
 
-/// Every module's routes, with their OpenAPI description. Modules are merged here, one line each.
-pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::ApiDoc::base()).merge(health::router())
+/// Every module's routes, with their OpenAPI description. Modules are merged here, one line
+/// each; everything under `/api` passes the authentication and rate-limit gate.
+pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
+    let gated = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(orgs::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::gate::gate,
+        ));
+    OpenApiRouter::with_openapi(docs::ApiDoc::base())
+        .merge(health::router())
+        .merge(gated)
 }
 
 /// The complete application: routes, documentation and the middleware stack.
 pub fn build_router(state: AppState) -> Router {
-    let (router, openapi) = api_router().split_for_parts();
+    let (router, openapi) = api_router(&state).split_for_parts();
     with_middleware(router.merge(docs::router(&openapi)), &state.config).with_state(state)
-}
-
-/// The OpenAPI document of the whole API, as served at `/openapi.json`.
-pub fn openapi() -> OpenApi {
-    api_router().into_openapi()
 }
 
 /// Wraps routes in the standard stack, outermost first: request context (id, language, access

@@ -275,6 +275,15 @@ impl<'q, 'a> Filters<'q, 'a> {
         self
     }
 
+    /// `before <value> after`, e.g. `EXISTS (... WHERE m.user_id = ` + id + `)`; the value is bound.
+    pub fn condition<T>(&mut self, before: &'static str, value: T, after: &'static str) -> &mut Self
+    where
+        T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+    {
+        self.next().push(before).push_bind(value).push(after);
+        self
+    }
+
     /// A condition written by the caller, e.g. `deleted_at IS NULL`. Must not contain user input.
     pub fn raw(&mut self, condition: &'static str) -> &mut Self {
         self.next().push(condition);

@@ -36,6 +36,7 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    pub state: AppState,
     pub shutdown: CancellationToken,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -69,10 +70,10 @@ impl TestApp {
             .no_gzip()
             .build()
             .expect("client");
-        drop(state);
         Self {
             addr,
             client,
+            state,
             shutdown,
             server: Some(server),
         }

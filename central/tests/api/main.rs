@@ -8,12 +8,16 @@
     reason = "a test that cannot go on should stop right there, with the reason"
 )]
 
+mod api_keys_and_limits;
+mod auth;
 mod cli;
 mod docs;
 mod health;
 mod helpers;
 mod http_standards;
 mod lists;
+mod permissions;
 mod schema;
 mod shutdown;
+mod support;
 mod workers_and_cache;

@@ -54,11 +54,12 @@ async fn migrations_create_every_table_of_the_spec(db: PgPool) {
     for table in SPEC_TABLES {
         assert!(tables.iter().any(|t| t == table), "{table} missing");
     }
-    assert_eq!(
-        tables.len(),
-        SPEC_TABLES.len(),
-        "unexpected tables: {tables:?}"
-    );
+    // Beyond the spec's 35, only what the design adds, each in its own later migration.
+    let added: Vec<&String> = tables
+        .iter()
+        .filter(|t| !SPEC_TABLES.contains(&t.as_str()))
+        .collect();
+    assert_eq!(added, ["organization_members"], "unexpected tables");
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]

@@ -1,0 +1,525 @@
+//! MODULO 2, users: accounts and profiles, sessions, and personal API keys.
+//!
+//! Who may do what: admins manage every user; viewers read every user; everyone reads and edits
+//! their own profile, sessions and keys. Other users' resources are invisible (404) to those who
+//! may not see them, so their existence does not leak.
+
+pub mod service;
+pub mod store;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::{
+    audit::RequestMeta,
+    auth::principal::{Role, Scoped, UsersRead, UsersWrite},
+    docs::{ApiErrorBody, Envelope, PageEnvelope},
+    http::{
+        Result,
+        extract::{Json, Path, Query},
+        pagination::{ListParams, Order, Sort, SortSpec, TimeBound},
+        response::{Created, Data, NoContent, Page},
+        validate::{FieldErrors, FieldProblem, Validate},
+    },
+    state::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(get_profile, update_profile))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(delete_api_key))
+        .routes(routes!(rotate_api_key))
+}
+
+/// A user's account and profile.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct UserProfile {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub phone: Option<String>,
+    pub role: Role,
+    /// Primary organization.
+    pub organization_id: Option<Uuid>,
+    /// `es` or `en`.
+    pub locale: String,
+    pub timezone: String,
+    pub metadata: serde_json::Value,
+    pub is_active: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A Supabase session seen by the API.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    /// Whether this is the session of the request that listed it.
+    pub current: bool,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The visible start of the key, e.g. `celaest_AbC123xY`.
+    pub key_prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_ip: Option<String>,
+    /// When the key stops (stopped) working; in the future during a rotation overlap.
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub rotated_from_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key just created or rotated: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// The full key. Store it now: it cannot be shown again.
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserFilters {
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+    pub organization_id: Option<Uuid>,
+    /// Substring of email or name.
+    pub q: Option<String>,
+    /// `YYYY-MM-DD` or RFC 3339.
+    #[param(value_type = Option<String>)]
+    pub created_after: Option<TimeBound>,
+    #[param(value_type = Option<String>)]
+    pub created_before: Option<TimeBound>,
+}
+
+const USER_SORT: SortSpec = SortSpec {
+    allowed: &[
+        ("created_at", "u.created_at"),
+        ("email", "u.email"),
+        ("full_name", "u.full_name"),
+        ("last_login_at", "u.last_login_at"),
+        ("role", "u.role"),
+    ],
+    default: Sort {
+        column: "u.created_at",
+        order: Order::Desc,
+    },
+};
+
+/// Page/sort parameters shared by list endpoints, for the OpenAPI document.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQueryDoc {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// 1–100, default 20.
+    pub per_page: Option<u32>,
+    /// A whitelisted column.
+    pub sort: Option<String>,
+    /// `asc` or `desc`.
+    pub order: Option<String>,
+}
+
+/// Users (admins and viewers see everyone; others see themselves).
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQueryDoc, UserFilters),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = PageEnvelope<UserProfile>), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
+              (status = 422, body = ApiErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersRead>,
+    Query(params): Query<ListParams>,
+    Query(filters): Query<UserFilters>,
+) -> Result<Page<UserProfile>> {
+    let list = params.validate(&USER_SORT)?;
+    let (items, total) = service::list(&state, &principal, &filters, &list).await?;
+    Ok(Page::new(items, list.page, total))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub full_name: Option<String>,
+    /// Default `client`.
+    pub role: Option<Role>,
+    pub organization_id: Option<Uuid>,
+    /// `es` (default) or `en`.
+    pub locale: Option<String>,
+    /// Initial password for the Supabase account (omit to let the user set one by recovery).
+    pub password: Option<String>,
+    /// Id of an existing Supabase user: creates only the profile.
+    pub id: Option<Uuid>,
+}
+
+impl Validate for CreateUser {
+    fn validate(&self, errors: &mut FieldErrors) {
+        validate_email(errors, "email", &self.email);
+        errors.opt_text("full_name", self.full_name.as_deref(), 1, 200);
+        if let Some(locale) = &self.locale {
+            errors.one_of("locale", locale, &["es", "en"]);
+        }
+        errors.opt_text("password", self.password.as_deref(), 8, 128);
+        if self.id.is_some() && self.password.is_some() {
+            errors.add(
+                "password",
+                FieldProblem::Custom {
+                    code: "NOT_WITH_ID",
+                    es: "no se admite junto con id (el usuario ya existe en Supabase)",
+                    en: "not accepted with id (the user already exists in Supabase)",
+                },
+            );
+        }
+    }
+}
+
+pub fn validate_email(errors: &mut FieldErrors, field: &str, email: &str) {
+    let ok = email.len() <= 320
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email.chars().any(char::is_whitespace)
+        && email.matches('@').count() == 1;
+    if !ok {
+        errors.add(field, FieldProblem::InvalidFormat { expected: "email" });
+    }
+}
+
+/// Creates a user (admins): the Supabase account (unless `id` names one) and its profile.
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateUser,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Envelope<UserProfile>), (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
+              (status = 422, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+async fn create_user(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Json(body): Json<CreateUser>,
+) -> Result<Created<UserProfile>> {
+    service::create(&state, &principal, body, &meta)
+        .await
+        .map(Created)
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<UserProfile>), (status = 404, body = ApiErrorBody)))]
+async fn get_user(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersRead>,
+    Path(id): Path<Uuid>,
+) -> Result<Data<UserProfile>> {
+    service::get(&state, &principal, id).await.map(Data)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfile {
+    pub full_name: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    /// Replaces the profile's free-form metadata (a JSON object).
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl Validate for UpdateProfile {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.opt_text("full_name", self.full_name.as_deref(), 1, 200);
+        errors.opt_text("display_name", self.display_name.as_deref(), 1, 100);
+        if let Some(url) = &self.avatar_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            errors.add(
+                "avatar_url",
+                FieldProblem::InvalidFormat {
+                    expected: "http(s) URL",
+                },
+            );
+        }
+        errors.opt_text("avatar_url", self.avatar_url.as_deref(), 1, 2048);
+        if let Some(phone) = &self.phone
+            && (phone.len() > 32
+                || !phone
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "+-() ".contains(c)))
+        {
+            errors.add(
+                "phone",
+                FieldProblem::InvalidFormat {
+                    expected: "phone number",
+                },
+            );
+        }
+        if let Some(locale) = &self.locale {
+            errors.one_of("locale", locale, &["es", "en"]);
+        }
+        errors.opt_text("timezone", self.timezone.as_deref(), 1, 64);
+        if self.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            errors.add(
+                "metadata",
+                FieldProblem::InvalidType {
+                    expected: "object".into(),
+                },
+            );
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub profile: UpdateProfile,
+    /// Admins only.
+    pub role: Option<Role>,
+    /// Admins only.
+    pub is_active: Option<bool>,
+    /// Admins only: the primary organization.
+    pub organization_id: Option<Uuid>,
+}
+
+impl Validate for UpdateUser {
+    fn validate(&self, errors: &mut FieldErrors) {
+        self.profile.validate(errors);
+    }
+}
+
+/// Changes a user: profile fields (self or admins), role, state and organization (admins).
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UpdateUser,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<UserProfile>), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+              (status = 422, body = ApiErrorBody)))]
+async fn update_user(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateUser>,
+) -> Result<Data<UserProfile>> {
+    service::update(&state, &principal, id, body, &meta)
+        .await
+        .map(Data)
+}
+
+/// Deletes a user (admins): the profile is kept for the trail; sessions and keys are revoked.
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn delete_user(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path(id): Path<Uuid>,
+) -> Result<NoContent> {
+    service::delete(&state, &principal, id, &meta)
+        .await
+        .map(|()| NoContent)
+}
+
+/// A user's profile.
+#[utoipa::path(get, path = "/api/users/{id}/profile", tag = "users", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<UserProfile>), (status = 404, body = ApiErrorBody)))]
+async fn get_profile(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersRead>,
+    Path(id): Path<Uuid>,
+) -> Result<Data<UserProfile>> {
+    service::get(&state, &principal, id).await.map(Data)
+}
+
+/// Changes a user's profile fields (self or admins).
+#[utoipa::path(patch, path = "/api/users/{id}/profile", tag = "users", params(("id" = Uuid, Path)), request_body = UpdateProfile,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<UserProfile>), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+              (status = 422, body = ApiErrorBody)))]
+async fn update_profile(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateProfile>,
+) -> Result<Data<UserProfile>> {
+    let body = UpdateUser {
+        profile: body,
+        ..UpdateUser::default()
+    };
+    service::update(&state, &principal, id, body, &meta)
+        .await
+        .map(Data)
+}
+
+/// A user's sessions, newest first.
+#[utoipa::path(get, path = "/api/users/{id}/sessions", tag = "users", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<Vec<SessionView>>), (status = 404, body = ApiErrorBody)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersRead>,
+    Path(id): Path<Uuid>,
+) -> Result<Data<Vec<SessionView>>> {
+    service::sessions(&state, &principal, id).await.map(Data)
+}
+
+/// Revokes a session: tokens carrying it are refused from now on, on every instance.
+#[utoipa::path(delete, path = "/api/users/{id}/sessions/{session_id}", tag = "users",
+    params(("id" = Uuid, Path), ("session_id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Revoked"), (status = 404, body = ApiErrorBody)))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path((id, session_id)): Path<(Uuid, Uuid)>,
+) -> Result<NoContent> {
+    service::revoke_session(&state, &principal, id, session_id, "revoked", &meta)
+        .await
+        .map(|()| NoContent)
+}
+
+/// A user's API keys (never their secrets).
+#[utoipa::path(get, path = "/api/users/{id}/api-keys", tag = "users", params(("id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Envelope<Vec<ApiKeyView>>), (status = 404, body = ApiErrorBody)))]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersRead>,
+    Path(id): Path<Uuid>,
+) -> Result<Data<Vec<ApiKeyView>>> {
+    service::api_keys(&state, &principal, id).await.map(Data)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    /// Scopes such as `licenses:read`, `users:write` (implies read), or `*`.
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Validate for CreateApiKey {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.text("name", &self.name, 1, 100);
+        if self.scopes.is_empty() || self.scopes.len() > 32 {
+            errors.add("scopes", FieldProblem::OutOfRange { min: 1, max: 32 });
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            errors.one_of(
+                &format!("scopes[{i}]"),
+                scope,
+                crate::auth::principal::scopes::KNOWN,
+            );
+        }
+        if self.expires_at.is_some_and(|at| at <= Utc::now()) {
+            errors.add(
+                "expires_at",
+                FieldProblem::Custom {
+                    code: "IN_THE_PAST",
+                    es: "debe ser una fecha futura",
+                    en: "must be in the future",
+                },
+            );
+        }
+    }
+}
+
+/// Creates an API key; the response is the only time its secret is shown.
+#[utoipa::path(post, path = "/api/users/{id}/api-keys", tag = "users", params(("id" = Uuid, Path)), request_body = CreateApiKey,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Envelope<CreatedApiKey>), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path(id): Path<Uuid>,
+    Json(body): Json<CreateApiKey>,
+) -> Result<Created<CreatedApiKey>> {
+    service::create_api_key(&state, &principal, id, body, &meta)
+        .await
+        .map(Created)
+}
+
+/// Deletes an API key: it stops working at once, on every instance (it stays listed as revoked).
+#[utoipa::path(delete, path = "/api/users/{id}/api-keys/{key_id}", tag = "users",
+    params(("id" = Uuid, Path), ("key_id" = Uuid, Path)),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ApiErrorBody)))]
+async fn delete_api_key(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path((id, key_id)): Path<(Uuid, Uuid)>,
+) -> Result<NoContent> {
+    service::delete_api_key(&state, &principal, id, key_id, &meta)
+        .await
+        .map(|()| NoContent)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// Seconds the old key keeps working (0–86400, default 0: retired at once).
+    pub overlap_seconds: Option<i64>,
+}
+
+impl Validate for RotateApiKey {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(overlap) = self.overlap_seconds {
+            errors.range("overlap_seconds", overlap, 0, 86_400);
+        }
+    }
+}
+
+/// Issues a new key with the same name, scopes and expiry, and retires the old one (optionally
+/// after a short overlap).
+#[utoipa::path(post, path = "/api/users/{id}/api-keys/{key_id}/rotate", tag = "users",
+    params(("id" = Uuid, Path), ("key_id" = Uuid, Path)), request_body = RotateApiKey,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Envelope<CreatedApiKey>), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+async fn rotate_api_key(
+    State(state): State<AppState>,
+    Scoped(principal, _): Scoped<UsersWrite>,
+    meta: RequestMeta,
+    Path((id, key_id)): Path<(Uuid, Uuid)>,
+    body: Option<Json<RotateApiKey>>,
+) -> Result<Created<CreatedApiKey>> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    service::rotate_api_key(&state, &principal, id, key_id, body, &meta)
+        .await
+        .map(Created)
+}
