@@ -71,7 +71,20 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub ai: AiProviderKeys,
     pub security: SecurityConfig,
+    pub licensing: LicensingConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct LicensingConfig {
+    /// HMAC key of license-key checksums (`LICENSE_CHECKSUM_SECRET`, ≥ 32 bytes). Never rotated:
+    /// every key ever issued carries a checksum made with it.
+    pub checksum_secret: SecretString,
+    /// Ed25519 seed that signs validation answers (`LICENSE_SIGNING_KEY`: 64 hex or base64).
+    pub signing_seed: Arc<SecretBox<[u8; 32]>>,
+    /// Public keys of earlier signing keys, still published so clients holding them keep
+    /// verifying (`LICENSE_SIGNING_PREVIOUS_KEYS`: comma-separated base64url).
+    pub previous_signing_keys: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +170,9 @@ mod dev {
     pub const STRIPE_SECRET_KEY: &str = "sk_test_dev_only";
     pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_dev_only";
     pub const ENCRYPTION_KEY: &str = "dev-only-32-byte-encryption-key!";
+    pub const LICENSE_CHECKSUM_SECRET: &str = "dev-only-license-checksum-secret-not-for-production";
+    pub const LICENSE_SIGNING_KEY: &str =
+        "6465762d6f6e6c792d6c6963656e73652d7369676e696e672d736565642d3332";
     pub const CORS_ALLOWED_ORIGINS: &str = "http://localhost:3000,http://127.0.0.1:3000";
 }
 
@@ -214,6 +230,31 @@ impl Config {
         }
 
         let encryption_key = parse_encryption_key(&secret("ENCRYPTION_KEY", dev::ENCRYPTION_KEY)?)?;
+
+        let checksum_secret = secret("LICENSE_CHECKSUM_SECRET", dev::LICENSE_CHECKSUM_SECRET)?;
+        if checksum_secret.expose_secret().len() < 32 {
+            return Err(ConfigError::new(
+                "LICENSE_CHECKSUM_SECRET",
+                "debe tener al menos 32 bytes",
+            ));
+        }
+        let signing_seed = parse_key32(
+            "LICENSE_SIGNING_KEY",
+            &secret("LICENSE_SIGNING_KEY", dev::LICENSE_SIGNING_KEY)?,
+        )?;
+        let mut previous_signing_keys = Vec::new();
+        for raw in split_list(
+            &vars
+                .get("LICENSE_SIGNING_PREVIOUS_KEYS")
+                .unwrap_or_default(),
+        ) {
+            previous_signing_keys.push(decode_base64(raw.as_bytes()).ok_or_else(|| {
+                ConfigError::new(
+                    "LICENSE_SIGNING_PREVIOUS_KEYS",
+                    "se esperaban claves públicas Ed25519 en base64url",
+                )
+            })?);
+        }
 
         let cors = vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_else(|| {
             if strict {
@@ -312,6 +353,11 @@ impl Config {
                 encryption_key,
                 rate_limit_per_min: vars.parse_in("RATE_LIMIT_PER_MIN", 100, 1..=1_000_000)?,
             },
+            licensing: LicensingConfig {
+                checksum_secret,
+                signing_seed: Arc::new(SecretBox::new(Box::new(signing_seed))),
+                previous_signing_keys,
+            },
             log: LogConfig {
                 level: vars.get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
                 format: log_format,
@@ -401,6 +447,11 @@ fn check_scheme(name: &'static str, url: &str, schemes: &[&str]) -> Result<(), C
 
 /// Accepts the key as 32 raw bytes, 64 hex characters, or base64 of 32 bytes.
 fn parse_encryption_key(raw: &SecretString) -> Result<Arc<SecretBox<[u8; 32]>>, ConfigError> {
+    parse_key32("ENCRYPTION_KEY", raw).map(|key| Arc::new(SecretBox::new(Box::new(key))))
+}
+
+/// Accepts a 32-byte key as raw text, 64 hex characters, or base64.
+fn parse_key32(name: &'static str, raw: &SecretString) -> Result<[u8; 32], ConfigError> {
     let raw = raw.expose_secret().as_bytes();
     let bytes: Option<[u8; 32]> = if raw.len() == 32 {
         raw.try_into().ok()
@@ -409,14 +460,7 @@ fn parse_encryption_key(raw: &SecretString) -> Result<Arc<SecretBox<[u8; 32]>>, 
     } else {
         decode_base64(raw)
     };
-    bytes
-        .map(|key| Arc::new(SecretBox::new(Box::new(key))))
-        .ok_or_else(|| {
-            ConfigError::new(
-                "ENCRYPTION_KEY",
-                "se esperaban 32 bytes (texto, 64 hex o base64)",
-            )
-        })
+    bytes.ok_or_else(|| ConfigError::new(name, "se esperaban 32 bytes (texto, 64 hex o base64)"))
 }
 
 fn decode_hex(raw: &[u8]) -> Option<[u8; 32]> {
@@ -483,6 +527,14 @@ mod tests {
             "ENCRYPTION_KEY",
             "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
         ),
+        (
+            "LICENSE_CHECKSUM_SECRET",
+            "a-production-checksum-secret-of-more-than-32-bytes",
+        ),
+        (
+            "LICENSE_SIGNING_KEY",
+            "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100",
+        ),
     ];
 
     #[test]
@@ -534,6 +586,9 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "localhost:3000"),
             ("RATE_LIMIT_PER_MIN", "-5"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("LICENSE_CHECKSUM_SECRET", "too-short"),
+            ("LICENSE_SIGNING_KEY", "not-a-key"),
+            ("LICENSE_SIGNING_PREVIOUS_KEYS", "%%%"),
         ];
         for (name, value) in cases {
             let err = load(&[(name, value)]).unwrap_err();
@@ -563,6 +618,7 @@ mod tests {
             "sk_live_x",
             "whsec_x",
             "u:p@db",
+            "production-checksum",
         ] {
             assert!(!printed.contains(secret), "{secret} leaked in {printed}");
         }

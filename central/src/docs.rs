@@ -87,6 +87,8 @@ fn error_code_schema() -> ObjectBuilder {
         (name = "auth", description = "MODULO 4: tokens, sessions and the caller"),
         (name = "users", description = "MODULO 2: users, profiles, sessions and API keys"),
         (name = "organizations", description = "MODULO 3: organizations, members and subscriptions"),
+        (name = "licenses", description = "MODULO 5: license keys, validation, IP binding, collisions, signed answers"),
+        (name = "products", description = "MODULO 7: categories and products"),
     ),
     components(schemas(ApiErrorBody, ApiErrorDetail, PageMeta, crate::http::validate::FieldErrorBody)),
     modifiers(&SecuritySchemes),

@@ -10,6 +10,7 @@ use crate::{
     auth::AuthService,
     cache::{Cache, Redis},
     config::Config,
+    licensing::validate::Licensing,
 };
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,7 @@ pub struct AppState {
     pub redis: Redis,
     pub cache: Cache,
     pub auth: Arc<AuthService>,
+    pub licensing: Arc<Licensing>,
     /// Outgoing HTTP (Supabase, Stripe, AI providers), one connection pool for all.
     pub http: reqwest::Client,
     pub started_at: Instant,
@@ -34,12 +36,18 @@ impl AppState {
             .user_agent(concat!("celaest-central/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let auth = Arc::new(AuthService::new(&config, http.clone()));
+        let licensing = Arc::new(Licensing::new(
+            &config.licensing,
+            db.clone(),
+            redis.clone(),
+        )?);
         Ok(Self {
             config: Arc::new(config),
             db,
             redis,
             cache,
             auth,
+            licensing,
             http,
             started_at: Instant::now(),
         })

@@ -73,6 +73,12 @@ error_codes! {
     LastOwner => (409, "LAST_OWNER", "La organización debe conservar al menos un propietario", "The organization must keep at least one owner"),
     /// The user is already a member of the organization.
     AlreadyMember => (409, "ALREADY_MEMBER", "El usuario ya es miembro de la organización", "The user is already a member of the organization"),
+    /// Every IP slot of the license is taken.
+    IpLimitReached => (409, "IP_LIMIT_REACHED", "La licencia no tiene más IPs disponibles", "The license has no IP slots left"),
+    /// The license's expiry has passed; renew it first.
+    LicenseExpired => (409, "LICENSE_EXPIRED", "La licencia ha expirado", "The license has expired"),
+    /// The action does not apply to the license's current status.
+    InvalidLicenseState => (409, "INVALID_LICENSE_STATE", "La acción no es posible en el estado actual de la licencia", "The action is not possible in the license's current state"),
     /// The identity provider (Supabase) is not configured or did not answer.
     AuthProviderUnavailable => (503, "AUTH_PROVIDER_UNAVAILABLE", "El proveedor de identidad no está disponible", "The identity provider is unavailable"),
     /// Authenticated but not allowed.

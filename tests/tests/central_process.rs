@@ -78,6 +78,16 @@ async fn central_migrates_seeds_serves_and_stops_on_sigterm() -> anyhow::Result<
         .await?;
     assert_eq!(docs.status(), 200);
 
+    // A validation answered just before the signal is stored by the graceful shutdown's flush.
+    let answer: serde_json::Value = client
+        .post(format!("{}/api/licenses/validate", central.base_url))
+        .json(&serde_json::json!({"license_key": "CELAEST-MKT-00000000-0000", "ip_address": "203.0.113.1"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(answer["data"]["code"], "INVALID_KEY_FORMAT");
+
     // SIGTERM: a clean exit, with the access log written as JSON lines.
     let status = central.terminate(Duration::from_secs(15))?;
     assert!(status.success(), "exit status {status}");

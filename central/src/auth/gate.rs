@@ -46,7 +46,12 @@ if count == 1 or ttl < 0 then
 end
 local revoked = 0
 if ARGV[2] == '1' then revoked = redis.call('EXISTS', KEYS[2]) end
-local version = redis.call('GET', KEYS[3]) or '0'
+local version = redis.call('GET', KEYS[3])
+if not version then
+  -- A fresh random token: after a Redis flush no cached entry can match by accident.
+  version = ARGV[5]
+  if version ~= '' then redis.call('SET', KEYS[3], version) end
+end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[4]) end
 return {count, ttl, revoked, version}
 ";
@@ -93,19 +98,46 @@ pub mod keys {
     pub const KEY_USAGE: &str = "auth:api-key-usage";
 }
 
-/// The middleware.
+/// An authentication failure, with the caller's rate-limit state when it was charged.
+pub(super) struct Rejection {
+    error: Error,
+    rate: Option<RateInfo>,
+}
+
+impl From<Error> for Rejection {
+    fn from(error: Error) -> Self {
+        Self { error, rate: None }
+    }
+}
+
+impl From<sqlx::Error> for Rejection {
+    fn from(error: sqlx::Error) -> Self {
+        Self {
+            error: error.into(),
+            rate: None,
+        }
+    }
+}
+
+fn reject(rejection: Rejection) -> Response {
+    let mut response = rejection.error.into_response();
+    if response.status() == 401 {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(rate) = rejection.rate {
+        rate.apply(response.headers_mut());
+    }
+    response
+}
+
+/// The middleware of authenticated routes.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let meta = RequestMeta::from_parts(&parts, &state.config.http.trusted_proxies);
     match authenticate(&state, &parts.headers, &meta).await {
         Ok((outcome, rate)) => {
-            if let Some(rate) = rate
-                && rate.exceeded()
-            {
-                let mut response = Error::rate_limited(rate.reset_secs.max(1)).into_response();
-                rate.apply(response.headers_mut());
-                return response;
-            }
             parts.extensions.insert(outcome);
             let mut response = next.run(Request::from_parts(parts, body)).await;
             if let Some(rate) = rate {
@@ -113,16 +145,28 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
             }
             response
         }
-        Err(error) => {
-            let mut response = error.into_response();
-            if response.status() == 401 {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            response
-        }
+        Err(rejection) => reject(rejection),
     }
+}
+
+/// The middleware of public routes (license validation, token verify and refresh): limited per
+/// client IP, and credentials sent along are ignored — an expired token must not stop a refresh.
+pub async fn public_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = crate::http::client_ip::client_ip_of(
+        req.extensions(),
+        req.headers(),
+        &state.config.http.trusted_proxies,
+    );
+    let rate = match state.auth.charge_ip(&state.redis, ip).await {
+        Ok(rate) => rate,
+        Err(rejection) => return reject(rejection),
+    };
+    req.extensions_mut().insert(AuthOutcome::Anonymous);
+    let mut response = next.run(req).await;
+    if let Some(rate) = rate {
+        rate.apply(response.headers_mut());
+    }
+    response
 }
 
 enum Presented<'a> {
@@ -158,15 +202,17 @@ async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     meta: &RequestMeta,
-) -> Result<(AuthOutcome, Option<RateInfo>)> {
+) -> Result<(AuthOutcome, Option<RateInfo>), Rejection> {
     let auth = &state.auth;
-    match presented(headers)? {
-        Presented::None => {
-            let rate = auth
-                .run_gate(&state.redis, &format!("ip:{}", meta.ip), None, None, None)
-                .await;
-            Ok((AuthOutcome::Anonymous, rate.map(|g| g.rate)))
-        }
+    let presented = match presented(headers) {
+        Ok(presented) => presented,
+        Err(error) => return Err(auth.failed(&state.redis, meta.ip, error).await),
+    };
+    match presented {
+        Presented::None => Ok((
+            AuthOutcome::Anonymous,
+            auth.charge_ip(&state.redis, meta.ip).await?,
+        )),
         Presented::Bearer(token) => {
             let (principal, rate) = auth.authenticate_token(state, token, meta).await?;
             Ok((AuthOutcome::Authenticated(principal), rate))
@@ -179,6 +225,44 @@ async fn authenticate(
 }
 
 impl AuthService {
+    /// Counts a request against its client IP's budget; over it, the request is refused.
+    pub(super) async fn charge_ip(
+        &self,
+        redis: &Redis,
+        ip: IpAddr,
+    ) -> Result<Option<RateInfo>, Rejection> {
+        let rate = self
+            .run_gate(redis, &format!("ip:{ip}"), None, None, None)
+            .await
+            .map(|g| g.rate);
+        match rate {
+            Some(rate) if rate.exceeded() => Err(Rejection {
+                error: Error::rate_limited(rate.reset_secs.max(1)),
+                rate: Some(rate),
+            }),
+            rate => Ok(rate),
+        }
+    }
+
+    /// A failed authentication still costs the client IP one request, so guessing is limited.
+    async fn failed(&self, redis: &Redis, ip: IpAddr, error: Error) -> Rejection {
+        match self.charge_ip(redis, ip).await {
+            Ok(rate) => Rejection { error, rate },
+            Err(limited) => limited,
+        }
+    }
+
+    /// Refuses a principal over its budget before any further work.
+    fn within_limit(gate: Option<&GateReply>) -> Result<(), Rejection> {
+        match gate {
+            Some(g) if g.rate.exceeded() => Err(Rejection {
+                error: Error::rate_limited(g.rate.reset_secs.max(1)),
+                rate: Some(g.rate),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs the gate script; `None` (and a warning) when Redis cannot be reached.
     async fn run_gate(
         &self,
@@ -209,6 +293,11 @@ impl AuthService {
                 .arg(if session.is_some() { "1" } else { "0" })
                 .arg(field)
                 .arg(value)
+                .arg(if user.is_some() {
+                    Uuid::new_v4().to_string()
+                } else {
+                    String::new()
+                })
                 .invoke_async(&mut conn)
                 .await
         }
@@ -235,8 +324,11 @@ impl AuthService {
         state: &AppState,
         token: &str,
         meta: &RequestMeta,
-    ) -> Result<(Principal, Option<RateInfo>)> {
-        let claims = self.jwt.verify(token).await.map_err(Error::api)?;
+    ) -> Result<(Principal, Option<RateInfo>), Rejection> {
+        let claims = match self.jwt.verify(token).await {
+            Ok(claims) => claims,
+            Err(code) => return Err(self.failed(&state.redis, meta.ip, Error::api(code)).await),
+        };
         let user_id = claims.sub;
         let gate = self
             .run_gate(
@@ -247,26 +339,27 @@ impl AuthService {
                 None,
             )
             .await;
+        Self::within_limit(gate.as_ref())?;
         if let Some(g) = &gate
             && g.revoked
         {
-            return Err(Error::api(ErrorCode::SessionRevoked));
+            return Err(Error::api(ErrorCode::SessionRevoked).into());
         }
         if gate.is_none()
             && let Some(session_id) = claims.session_id
             && store::session_revoked(&state.db, session_id).await?
         {
-            return Err(Error::api(ErrorCode::SessionRevoked));
+            return Err(Error::api(ErrorCode::SessionRevoked).into());
         }
         let version = gate.as_ref().map(|g| g.version.clone());
         let profile = self
             .profile_for_token(state, user_id, version, &claims)
             .await?;
+        ensure_active(&profile)?;
         if let Some(session_id) = claims.session_id {
             self.touch_session(state, session_id, &profile, meta)
                 .await?;
         }
-        ensure_active(&profile)?;
         let principal = Principal {
             user_id,
             email: profile.email,
@@ -352,6 +445,8 @@ impl AuthService {
         }
         tx.commit().await?;
         if touch.revoked {
+            // PostgreSQL knew what Redis forgot: remember it there again.
+            self.revoke_session(&state.redis, session_id).await;
             return Err(Error::api(ErrorCode::SessionRevoked));
         }
         self.sessions_seen.insert(session_id, ()).await;
@@ -363,15 +458,20 @@ impl AuthService {
         state: &AppState,
         presented: &str,
         ip: IpAddr,
-    ) -> Result<(Principal, Option<RateInfo>)> {
+    ) -> Result<(Principal, Option<RateInfo>), Rejection> {
         if !api_keys::looks_valid(presented) {
-            return Err(Error::api(ErrorCode::ApiKeyInvalid));
+            return Err(self
+                .failed(&state.redis, ip, Error::api(ErrorCode::ApiKeyInvalid))
+                .await);
         }
         let hash = api_keys::hash(presented);
         let cached = self.keys.get(&hash).await;
         let known = match &cached {
             Some((_, key)) => key.clone(),
             None => {
+                // A key this instance does not know costs a database read: charge the client IP
+                // first, so guessing keys is bounded by the rate limit.
+                self.charge_ip(&state.redis, ip).await?;
                 let key = store::key_by_hash(&state.db, &hash).await?;
                 if key.is_none() {
                     // Unknown keys are remembered too: guessing costs no database read.
@@ -381,7 +481,9 @@ impl AuthService {
             }
         };
         let Some(known) = known else {
-            return Err(Error::api(ErrorCode::ApiKeyInvalid));
+            return Err(self
+                .failed(&state.redis, ip, Error::api(ErrorCode::ApiKeyInvalid))
+                .await);
         };
         let usage = format!("{}|{ip}", Utc::now().timestamp_millis());
         let gate = self
@@ -393,6 +495,7 @@ impl AuthService {
                 Some((known.id, usage)),
             )
             .await;
+        Self::within_limit(gate.as_ref())?;
         let key = match (&gate, &cached) {
             (Some(g), Some((version, Some(_)))) if *version == g.version => known,
             _ => {
@@ -401,7 +504,7 @@ impl AuthService {
                 if let Some(version) = version {
                     self.keys.insert(hash, (version, fresh.clone())).await;
                 }
-                fresh.ok_or_else(|| Error::api(ErrorCode::ApiKeyRevoked))?
+                fresh.ok_or_else(|| Rejection::from(Error::api(ErrorCode::ApiKeyRevoked)))?
             }
         };
         check_key(&key)?;

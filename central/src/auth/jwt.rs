@@ -7,6 +7,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -57,8 +58,8 @@ pub struct JwtVerifier {
     issuer: Option<String>,
     jwks_url: Option<String>,
     http: reqwest::Client,
-    jwks: RwLock<JwksCache>,
-    fetch_lock: Mutex<Option<Instant>>,
+    jwks: Arc<RwLock<JwksCache>>,
+    fetch_lock: Arc<Mutex<Option<Instant>>>,
 }
 
 #[derive(Default)]
@@ -85,8 +86,8 @@ impl JwtVerifier {
                 .as_ref()
                 .map(|url| format!("{url}/auth/v1/.well-known/jwks.json")),
             http,
-            jwks: RwLock::new(JwksCache::default()),
-            fetch_lock: Mutex::new(None),
+            jwks: Arc::new(RwLock::new(JwksCache::default())),
+            fetch_lock: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -109,6 +110,8 @@ impl JwtVerifier {
         validation.leeway = LEEWAY_SECS;
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
+            // jsonwebtoken checks `iss` only when a token has one: require it.
+            validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         }
         decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
@@ -118,13 +121,16 @@ impl JwtVerifier {
             })
     }
 
+    /// The key for `kid`. A known key is served even when the set is due for a refresh (which then
+    /// happens in the background); only an unknown `kid` waits for a fetch.
     async fn jwks_key(&self, kid: &str) -> Option<DecodingKey> {
         {
             let cache = self.jwks.read().await;
-            let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < JWKS_TTL);
-            if let Some(key) = cache.keys.get(kid)
-                && fresh
-            {
+            if let Some(key) = cache.keys.get(kid) {
+                let stale = cache.fetched_at.is_none_or(|at| at.elapsed() >= JWKS_TTL);
+                if stale {
+                    self.refresh_in_background();
+                }
                 return Some(key.clone());
             }
         }
@@ -132,22 +138,47 @@ impl JwtVerifier {
         self.jwks.read().await.keys.get(kid).cloned()
     }
 
-    /// Fetches the JWKS unless another task just did, or the last attempt was too recent.
+    fn refresh_in_background(&self) {
+        let (Some(url), Ok(mut last_attempt)) = (
+            self.jwks_url.clone(),
+            self.fetch_lock.clone().try_lock_owned(),
+        ) else {
+            return; // a fetch is already under way
+        };
+        if last_attempt.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return;
+        }
+        *last_attempt = Some(Instant::now());
+        let (http, jwks) = (self.http.clone(), self.jwks.clone());
+        tokio::spawn(async move {
+            match fetch(&http, &url).await {
+                Ok(keys) => {
+                    *jwks.write().await = JwksCache {
+                        keys,
+                        fetched_at: Some(Instant::now()),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys we have");
+                }
+            }
+            drop(last_attempt);
+        });
+    }
+
+    /// Fetches the JWKS for an unknown `kid`, unless another task just did or the last attempt
+    /// was too recent.
     async fn refresh(&self, kid: &str) {
         let Some(url) = &self.jwks_url else { return };
         let mut last_attempt = self.fetch_lock.lock().await;
-        {
-            let cache = self.jwks.read().await;
-            let fresh = cache.fetched_at.is_some_and(|at| at.elapsed() < JWKS_TTL);
-            if cache.keys.contains_key(kid) && fresh {
-                return;
-            }
+        if self.jwks.read().await.keys.contains_key(kid) {
+            return;
         }
         if last_attempt.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
             return;
         }
         *last_attempt = Some(Instant::now());
-        match self.fetch(url).await {
+        match fetch(&self.http, url).await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "JWKS refreshed");
                 *self.jwks.write().await = JwksCache {
@@ -158,29 +189,28 @@ impl JwtVerifier {
             Err(e) => tracing::warn!(error = %e, "JWKS fetch failed; keeping the keys we have"),
         }
     }
+}
 
-    async fn fetch(&self, url: &str) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let set: JwkSet = self
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
-            match DecodingKey::from_jwk(jwk) {
-                Ok(key) => {
-                    keys.insert(kid, key);
-                }
-                Err(e) => tracing::warn!(kid, error = %e, "unusable JWK skipped"),
+async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<HashMap<String, DecodingKey>> {
+    let set: JwkSet = http
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => {
+                keys.insert(kid, key);
             }
+            Err(e) => tracing::warn!(kid, error = %e, "unusable JWK skipped"),
         }
-        Ok(keys)
     }
+    Ok(keys)
 }

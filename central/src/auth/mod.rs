@@ -90,9 +90,13 @@ impl AuthService {
     pub async fn invalidate_user(&self, redis: &Redis, user_id: Uuid) {
         self.profiles.invalidate(&user_id).await;
         self.keys.invalidate_all();
-        let bumped: redis::RedisResult<i64> = async {
+        let bumped: redis::RedisResult<()> = async {
             let mut conn = redis.conn().await?;
-            conn.incr(redis.key(&gate::keys::version(user_id)), 1).await
+            conn.set(
+                redis.key(&gate::keys::version(user_id)),
+                Uuid::new_v4().to_string(),
+            )
+            .await
         }
         .await;
         if let Err(e) = bumped {
@@ -119,26 +123,48 @@ impl AuthService {
     }
 }
 
+/// Routes that need a principal.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(verify))
-        .routes(routes!(refresh))
         .routes(routes!(me))
         .routes(routes!(logout))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Routes that work without credentials (and ignore any sent).
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(verify))
+        .routes(routes!(refresh))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// A Supabase access token.
     pub token: String,
 }
 
+/// Tokens never print.
+macro_rules! redacted_debug {
+    ($($ty:ident),*) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($ty), " { <redacted> }"))
+            }
+        }
+    )*};
+}
+
+redacted_debug!(VerifyRequest, RefreshRequest);
+
 impl Validate for VerifyRequest {
     fn validate(&self, errors: &mut FieldErrors) {
         errors.text("token", &self.token, 1, 16_384);
     }
 }
+
+/// The code of a valid token.
+pub const VALID: &str = "VALID";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyAnswer {
@@ -185,7 +211,7 @@ async fn verify(
     Ok(Data(answer))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,

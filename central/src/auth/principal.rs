@@ -81,6 +81,11 @@ impl Principal {
         matches!(self.role, Role::Admin | Role::Viewer)
     }
 
+    /// Admins and developers manage products and licenses.
+    pub fn manages_catalogue(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Developer)
+    }
+
     /// Viewers are read-only everywhere.
     pub fn can_write(&self) -> bool {
         self.role != Role::Viewer
@@ -167,6 +172,7 @@ pub fn permissions(role: Role) -> Vec<&'static str> {
         Role::Viewer => all.filter(|s| s.ends_with(":read")).collect(),
         Role::Developer => vec![
             "users:read",
+            "users:write",
             "organizations:read",
             "organizations:write",
             "licenses:read",
@@ -178,6 +184,7 @@ pub fn permissions(role: Role) -> Vec<&'static str> {
         ],
         Role::Client => vec![
             "users:read",
+            "users:write",
             "organizations:read",
             "organizations:write",
             "licenses:read",
@@ -264,6 +271,10 @@ required_scopes! {
     UsersWrite => "users:write",
     OrgsRead => "organizations:read",
     OrgsWrite => "organizations:write",
+    ProductsRead => "products:read",
+    ProductsWrite => "products:write",
+    LicensesRead => "licenses:read",
+    LicensesWrite => "licenses:write",
 }
 
 #[cfg(test)]

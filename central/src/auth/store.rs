@@ -57,6 +57,7 @@ pub struct SessionTouch {
 }
 
 /// Records that `session_id` was seen (first sight inserts it) and says whether it is revoked.
+/// A revoked session's row is left as it was.
 pub async fn touch_session(
     conn: &mut PgConnection,
     session_id: Uuid,
@@ -70,17 +71,25 @@ pub async fn touch_session(
            ON CONFLICT (id) DO UPDATE
              SET last_seen_at = now(), ip_address = EXCLUDED.ip_address,
                  user_agent = coalesce(EXCLUDED.user_agent, user_sessions.user_agent)
-           RETURNING revoked_at IS NOT NULL AS "revoked!", (xmax = 0) AS "inserted!""#,
+             WHERE user_sessions.revoked_at IS NULL
+           RETURNING (xmax = 0) AS "inserted!""#,
         session_id,
         user_id,
         ip,
         user_agent
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(SessionTouch {
-        revoked: row.revoked,
-        inserted: row.inserted,
+    // No row back: the conflicting session exists and is revoked.
+    Ok(match row {
+        Some(row) => SessionTouch {
+            revoked: false,
+            inserted: row.inserted,
+        },
+        None => SessionTouch {
+            revoked: true,
+            inserted: false,
+        },
     })
 }
 

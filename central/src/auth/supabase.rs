@@ -32,7 +32,7 @@ impl std::fmt::Debug for SupabaseClient {
 }
 
 /// A refreshed session, as Supabase returns it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
@@ -40,6 +40,14 @@ pub struct Session {
     pub expires_in: i64,
     #[serde(default)]
     pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,11 +30,19 @@ where
 
 /// Resolves the client address of a request (unspecified when the server has no peer info).
 pub fn client_ip(parts: &Parts, trusted: &[ipnetwork::IpNetwork]) -> IpAddr {
-    let peer = parts
-        .extensions
+    client_ip_of(&parts.extensions, &parts.headers, trusted)
+}
+
+/// [`client_ip`] from a request's extensions and headers.
+pub fn client_ip_of(
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    trusted: &[ipnetwork::IpNetwork],
+) -> IpAddr {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    resolve(peer, &parts.headers, trusted)
+    resolve(peer, headers, trusted)
 }
 
 fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnetwork::IpNetwork]) -> IpAddr {

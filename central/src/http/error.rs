@@ -104,7 +104,9 @@ fn classify_database(err: &sqlx::Error) -> Option<(ErrorCode, Value)> {
     let constraint = db.constraint().map(str::to_owned);
     let code = match db.code().as_deref() {
         Some("23505") => ErrorCode::AlreadyExists,
-        Some("23503" | "23514" | "23502" | "22001" | "22003" | "22P02") => {
+        // Foreign key, check, not null, too long, out of range, bad text representation, and
+        // characters PostgreSQL cannot store (NUL in text or in jsonb).
+        Some("23503" | "23514" | "23502" | "22001" | "22003" | "22P02" | "22021" | "22P05") => {
             ErrorCode::ValidationFailed
         }
         _ => return None,

@@ -27,21 +27,34 @@ use utoipa_axum::router::OpenApiRouter;
 pub use codes::ErrorCode;
 pub use error::{Error, Result, ResultExt};
 
-use crate::{auth, config::Config, docs, health, orgs, state::AppState, users};
+use crate::{
+    auth, config::Config, docs, health, licensing, orgs, products, state::AppState, users,
+};
 
 /// Every module's routes, with their OpenAPI description. Modules are merged here, one line
-/// each; everything under `/api` passes the authentication and rate-limit gate.
+/// each. Everything under `/api` passes a gate: the authenticating one, or — for the routes
+/// licensed software and token refresh use without credentials — the per-IP one.
 pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
     let gated = OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
         .merge(orgs::router())
+        .merge(products::router())
+        .merge(licensing::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::gate::gate,
         ));
+    let public = OpenApiRouter::new()
+        .merge(auth::public_router())
+        .merge(licensing::public_router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::gate::public_gate,
+        ));
     OpenApiRouter::with_openapi(docs::ApiDoc::base())
         .merge(health::router())
+        .merge(public)
         .merge(gated)
 }
 

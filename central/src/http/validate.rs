@@ -150,10 +150,21 @@ impl FieldErrors {
             .collect()
     }
 
-    /// Checks a required text: trimmed length within `min..=max` characters.
+    /// Checks a required text: trimmed length within `min..=max` characters, and no control
+    /// characters but tab and line breaks.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.trim().chars().count();
-        if len == 0 && min > 0 {
+        if value
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            self.add(
+                field,
+                FieldProblem::InvalidFormat {
+                    expected: "text without control characters",
+                },
+            );
+        } else if len == 0 && min > 0 {
             self.add(field, FieldProblem::Required);
         } else if len < min {
             self.add(field, FieldProblem::TooShort { min });

@@ -246,13 +246,8 @@ pub async fn add_member(
     body: AddMember,
     meta: &RequestMeta,
 ) -> Result<Member> {
-    let (_, caller_role) = visible(state, principal, id).await?;
+    visible(state, principal, id).await?;
     let role = body.role.unwrap_or(MemberRole::Member);
-    principal.ensure(may_manage_members(
-        principal,
-        caller_role,
-        role == MemberRole::Owner,
-    ))?;
     let user_id = match (body.user_id, body.email.as_deref()) {
         (Some(user_id), _) if store::user_exists(&state.db, user_id).await? => user_id,
         (None, Some(email)) => store::user_by_email(&state.db, email)
@@ -264,6 +259,12 @@ pub async fn add_member(
     store::lock(&mut tx, id)
         .await?
         .ok_or_else(Error::not_found)?;
+    let caller_role = store::role_in(&mut tx, id, principal.user_id).await?;
+    principal.ensure(may_manage_members(
+        principal,
+        caller_role,
+        role == MemberRole::Owner,
+    ))?;
     store::add_member(&mut tx, id, user_id, role, principal.user_id)
         .await
         .on_constraint("organization_members_pkey", || {
@@ -293,11 +294,13 @@ pub async fn update_member(
     role: MemberRole,
     meta: &RequestMeta,
 ) -> Result<Member> {
-    let (_, caller_role) = visible(state, principal, id).await?;
+    visible(state, principal, id).await?;
     let mut tx = state.db.begin().await?;
     store::lock(&mut tx, id)
         .await?
         .ok_or_else(Error::not_found)?;
+    // The caller's role as of the lock: a concurrent demotion cannot be acted around.
+    let caller_role = store::role_in(&mut tx, id, principal.user_id).await?;
     let before = store::member(&mut tx, id, user_id)
         .await?
         .ok_or_else(Error::not_found)?;
@@ -329,11 +332,13 @@ pub async fn remove_member(
     user_id: Uuid,
     meta: &RequestMeta,
 ) -> Result<()> {
-    let (_, caller_role) = visible(state, principal, id).await?;
+    visible(state, principal, id).await?;
     let mut tx = state.db.begin().await?;
     store::lock(&mut tx, id)
         .await?
         .ok_or_else(Error::not_found)?;
+    // The caller's role as of the lock: a concurrent demotion cannot be acted around.
+    let caller_role = store::role_in(&mut tx, id, principal.user_id).await?;
     let member = store::member(&mut tx, id, user_id)
         .await?
         .ok_or_else(Error::not_found)?;

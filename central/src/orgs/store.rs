@@ -157,6 +157,21 @@ pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> 
     Ok(())
 }
 
+/// The caller's role in an organization, read inside a transaction after the organization's lock.
+pub async fn role_in(
+    conn: &mut PgConnection,
+    org: Uuid,
+    user: Uuid,
+) -> sqlx::Result<Option<MemberRole>> {
+    sqlx::query_scalar!(
+        r#"SELECT role AS "role: MemberRole" FROM organization_members WHERE organization_id = $1 AND user_id = $2"#,
+        org,
+        user
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// The caller's role in an organization, if a member.
 pub async fn role_of(db: &PgPool, org: Uuid, user: Uuid) -> sqlx::Result<Option<MemberRole>> {
     sqlx::query_scalar!(
@@ -254,7 +269,8 @@ pub async fn remove_member(conn: &mut PgConnection, org: Uuid, user: Uuid) -> sq
 
 pub async fn owner_count(conn: &mut PgConnection, org: Uuid) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM organization_members WHERE organization_id = $1 AND role = 'owner'"#,
+        r#"SELECT count(*) AS "n!" FROM organization_members m JOIN users_profile u ON u.id = m.user_id
+           WHERE m.organization_id = $1 AND m.role = 'owner' AND u.deleted_at IS NULL AND u.is_active"#,
         org
     )
     .fetch_one(conn)

@@ -95,7 +95,7 @@ pub struct ApiKeyView {
 }
 
 /// A key just created or rotated: the only time its secret is shown.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKeyView,
@@ -162,7 +162,7 @@ async fn list_users(
     Ok(Page::new(items, list.page, total))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
@@ -176,6 +176,26 @@ pub struct CreateUser {
     pub password: Option<String>,
     /// Id of an existing Supabase user: creates only the profile.
     pub id: Option<Uuid>,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Validate for CreateUser {

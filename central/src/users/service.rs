@@ -14,7 +14,7 @@ use crate::{
     audit::{self, AuditEvent, RequestMeta},
     auth::{
         api_keys,
-        principal::{Principal, Role},
+        principal::{Credential, Principal, Role, scopes},
     },
     http::{Error, ErrorCode, Result, ResultExt, pagination::ListRequest, validate::FieldProblem},
     state::AppState,
@@ -32,6 +32,21 @@ fn visibility(principal: &Principal) -> Visibility {
 /// The principal may manage `user_id`'s own things (profile, sessions, keys): itself, or admins.
 fn may_manage(principal: &Principal, user_id: Uuid) -> bool {
     principal.is(user_id) || principal.is_admin()
+}
+
+/// A key made by a caller that itself came with an API key may not grant more than that key has.
+fn ensure_scopes_within(principal: &Principal, scopes: &[String]) -> Result<()> {
+    match &principal.credential {
+        Credential::ApiKey { scopes: own, .. }
+            if !scopes.iter().all(|s| scopes::grants(own, s)) =>
+        {
+            Err(Error::with_details(
+                ErrorCode::InsufficientScope,
+                json!({ "reason": "a key cannot grant scopes its creator's key lacks" }),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks the user is visible (else 404) and manageable (else 403).
@@ -81,6 +96,13 @@ pub async fn create(
     }
     let role = body.role.unwrap_or(Role::Client);
     let email = body.email.trim().to_lowercase();
+    // Refuse a taken email before creating anything at Supabase, so a conflict leaves no orphan.
+    if store::email_taken(&state.db, &email).await? {
+        return Err(Error::with_details(
+            ErrorCode::AlreadyExists,
+            json!({ "field": "email" }),
+        ));
+    }
     let id = match body.id {
         Some(id) => id,
         None => {
@@ -275,6 +297,7 @@ pub async fn create_api_key(
     meta: &RequestMeta,
 ) -> Result<CreatedApiKey> {
     manageable(state, principal, user_id).await?;
+    ensure_scopes_within(principal, &body.scopes)?;
     let new = api_keys::generate()?;
     let mut scopes = body.scopes;
     scopes.sort();

@@ -101,6 +101,15 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> sqlx::Result
     Ok(())
 }
 
+pub async fn email_taken(db: &PgPool, email: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users_profile WHERE lower(email) = lower($1) AND deleted_at IS NULL) AS "e!""#,
+        email
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Locks a live user row for an update in this transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<UserProfile>> {
     sqlx::query_as!(
@@ -239,7 +248,8 @@ pub async fn lock_live_key(
         ApiKeyView,
         r#"SELECT id, name, key_prefix, scopes, expires_at, last_used_at, host(last_used_ip) AS last_used_ip, revoked_at, rotated_from_id, created_at
            FROM user_api_keys
-           WHERE id = $1 AND user_id = $2 AND (revoked_at IS NULL OR revoked_at > now()) FOR UPDATE"#,
+           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+           FOR UPDATE"#,
         key_id,
         user_id
     )

@@ -348,3 +348,81 @@ async fn without_redis_requests_are_still_authenticated_and_answered(db: PgPool)
         .await
         .assert_error(401, "SESSION_REVOKED");
 }
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_key_cannot_mint_a_key_with_more_scopes_than_its_own(db: PgPool) {
+    let id = IdentityApp::start(db).await;
+    let user = id.user("client").await;
+    let (_, writer) = create_key(&id, &user, &["users:write"]).await;
+    let path = format!("/api/users/{}/api-keys", user.id);
+    let wider = with_key(
+        &id,
+        &writer,
+        Method::POST,
+        &path,
+        Some(json!({"name": "escalate", "scopes": ["*"]})),
+    )
+    .await;
+    wider.assert_error(403, "INSUFFICIENT_SCOPE");
+    let same = with_key(
+        &id,
+        &writer,
+        Method::POST,
+        &path,
+        Some(json!({"name": "same", "scopes": ["users:read"]})),
+    )
+    .await;
+    assert_eq!(same.status, 201, "{}", same.text);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn failed_authentications_count_against_the_client_ip(db: PgPool) {
+    let id = IdentityApp::start_with(db, &[("RATE_LIMIT_PER_MIN", "2")]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = id
+            .app
+            .request(Method::GET, "/api/auth/me")
+            .bearer_auth("not.a.jwt")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn text_postgres_cannot_store_is_a_client_error_not_a_crash(db: PgPool) {
+    let id = IdentityApp::start(db).await;
+    let user = id.user("viewer").await;
+    let search = id
+        .send(Some(&user), Method::GET, "/api/organizations?q=%00", None)
+        .await;
+    assert!(
+        search.status.is_client_error() || search.status.is_success(),
+        "{}",
+        search.text
+    );
+    assert_ne!(search.status.as_u16(), 500);
+    let client = id.user("client").await;
+    let path = format!("/api/users/{}/profile", client.id);
+    let nul = id
+        .send(
+            Some(&client),
+            Method::PATCH,
+            &path,
+            Some(json!({"full_name": "a\u{0}b"})),
+        )
+        .await;
+    nul.assert_error(422, "VALIDATION_FAILED");
+    let metadata = id
+        .send(
+            Some(&client),
+            Method::PATCH,
+            &path,
+            Some(json!({"metadata": {"k": "a\u{0}b"}})),
+        )
+        .await;
+    metadata.assert_error(422, "VALIDATION_FAILED");
+}

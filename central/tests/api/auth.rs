@@ -363,3 +363,38 @@ async fn refresh_goes_through_supabase(db: PgPool) {
         .await
         .assert_error(503, "AUTH_PROVIDER_UNAVAILABLE");
 }
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_token_without_the_projects_issuer_is_refused(db: PgPool) {
+    let id = IdentityApp::start(db).await;
+    let user = id.user("client").await;
+    let tokens = crate::support::Tokens { issuer: None };
+    let token = tokens.mint(&user.spec);
+    let response = crate::helpers::TestResponse::from(
+        id.app
+            .request(Method::GET, "/api/auth/me")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    response.assert_error(401, "TOKEN_INVALID");
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn refresh_works_even_when_the_expired_token_is_sent_along(db: PgPool) {
+    let id = IdentityApp::start(db).await;
+    let user = id.user("client").await;
+    let mut expired = user.spec.clone();
+    expired.exp_in_secs = -600;
+    let response = id
+        .app
+        .request(Method::POST, "/api/auth/refresh")
+        .bearer_auth(id.tokens.mint(&expired))
+        .json(&json!({"refresh_token": GOOD_REFRESH_TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

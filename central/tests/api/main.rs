@@ -15,6 +15,7 @@ mod docs;
 mod health;
 mod helpers;
 mod http_standards;
+mod licensing;
 mod lists;
 mod permissions;
 mod schema;

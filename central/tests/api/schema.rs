@@ -59,7 +59,15 @@ async fn migrations_create_every_table_of_the_spec(db: PgPool) {
         .iter()
         .filter(|t| !SPEC_TABLES.contains(&t.as_str()))
         .collect();
-    assert_eq!(added, ["organization_members"], "unexpected tables");
+    assert_eq!(
+        added,
+        [
+            "organization_members",
+            "replication_state",
+            "replication_log"
+        ],
+        "unexpected tables"
+    );
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]

@@ -1,0 +1,369 @@
+//! The SQL of licensing: licenses, their IP bindings, collisions, validations and usage, and the
+//! outbox rows that carry every change to the edges.
+
+use std::net::IpAddr;
+
+use celaest_protocol::{LicenseState, LicenseStatus, ProductCode, validation::BoundIps};
+use chrono::{DateTime, NaiveDate, Utc};
+use ipnetwork::IpNetwork;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{Binding, Collision, License, LicenseFilters, UsageDay, ValidationRow};
+use crate::http::pagination::{Filters, ListRequest};
+
+/// Which licenses a caller may see.
+#[derive(Debug, Clone, Copy)]
+pub enum LicenseVisibility {
+    Everyone,
+    /// Licenses of the user, or of an organization it belongs to.
+    OwnedBy(Uuid),
+}
+
+const LICENSE_COLUMNS: &str = "l.id, l.license_key, l.product_id, p.code AS product_code, l.user_id, l.organization_id, \
+    l.order_id, l.status, l.max_ips, (SELECT count(*) FROM license_ip_bindings b WHERE b.license_id = l.id) AS bound_ips, \
+    l.expires_at, l.activated_at, l.suspended_at, l.suspended_reason, l.revoked_at, l.revoked_reason, l.collision_count, \
+    l.validation_count, l.last_validated_at, l.notes, l.metadata, l.created_by, l.created_at, l.updated_at";
+
+fn push_visibility(f: &mut Filters<'_, '_>, visibility: LicenseVisibility) {
+    if let LicenseVisibility::OwnedBy(user) = visibility {
+        f.condition(
+            "EXISTS (SELECT 1 FROM (SELECT ",
+            user,
+            "::uuid AS me) v WHERE l.user_id = v.me OR l.organization_id IN \
+             (SELECT m.organization_id FROM organization_members m WHERE m.user_id = v.me))",
+        );
+    }
+}
+
+pub async fn list(
+    db: &PgPool,
+    visibility: LicenseVisibility,
+    filters: &LicenseFilters,
+    list: &ListRequest,
+) -> sqlx::Result<(Vec<License>, i64)> {
+    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+        let mut f = Filters::new(qb);
+        push_visibility(&mut f, visibility);
+        f.eq("l.status", filters.status.clone())
+            .eq("l.product_id", filters.product_id)
+            .eq("l.user_id", filters.user_id)
+            .eq("l.organization_id", filters.organization_id)
+            .eq("p.code", filters.product_code.clone())
+            .after("l.created_at", filters.created_after)
+            .before("l.created_at", filters.created_before)
+            .after("l.expires_at", filters.expires_after)
+            .before("l.expires_at", filters.expires_before);
+    };
+    let from = " FROM licenses l JOIN products p ON p.id = l.product_id";
+    let mut count = QueryBuilder::new(format!("SELECT count(*){from}"));
+    apply(&mut count);
+    let total = count.build_query_scalar::<i64>().fetch_one(db).await?;
+    let mut rows = QueryBuilder::new(format!("SELECT {LICENSE_COLUMNS}{from}"));
+    apply(&mut rows);
+    list.push_order_and_page(&mut rows, "l.id");
+    Ok((rows.build_query_as::<License>().fetch_all(db).await?, total))
+}
+
+/// One license the caller may see; `lock` takes a row lock for a change in this transaction.
+pub async fn get(
+    conn: &mut PgConnection,
+    id: Uuid,
+    visibility: LicenseVisibility,
+    lock: bool,
+) -> sqlx::Result<Option<License>> {
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses l JOIN products p ON p.id = l.product_id"
+    ));
+    let mut f = Filters::new(&mut qb);
+    f.eq("l.id", Some(id));
+    push_visibility(&mut f, visibility);
+    if lock {
+        qb.push(" FOR UPDATE OF l");
+    }
+    qb.build_query_as::<License>().fetch_optional(conn).await
+}
+
+/// The state a validation needs, by key hash.
+pub async fn state_by_hash(db: &PgPool, hash: &[u8]) -> sqlx::Result<Option<LicenseState>> {
+    let row = sqlx::query!(
+        r#"SELECT l.id, p.code, product_validates(p.status, p.deleted_at) AS "product_active!", l.status, l.expires_at,
+                  l.max_ips, array(SELECT b.ip_address FROM license_ip_bindings b WHERE b.license_id = l.id) AS "bound!: Vec<IpNetwork>"
+           FROM licenses l JOIN products p ON p.id = l.product_id WHERE l.key_hash = $1"#,
+        hash
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|r| {
+        Some(LicenseState {
+            id: r.id,
+            product_code: ProductCode::parse(&r.code).ok()?,
+            product_active: r.product_active,
+            status: r.status.parse::<LicenseStatus>().ok()?,
+            expires_at: r.expires_at,
+            max_ips: u32::try_from(r.max_ips).unwrap_or(0),
+            bound_ips: r.bound.iter().map(IpNetwork::ip).collect::<BoundIps>(),
+        })
+    }))
+}
+
+/// The result of binding an IP to a license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindOutcome {
+    Bound { remaining: u32 },
+    AlreadyBound { remaining: u32 },
+    Full,
+}
+
+/// Binds `ip` to the license if a slot is free — under the license's row lock, so concurrent
+/// binds of new IPs can never exceed `max_ips` — and writes the change to the outbox.
+pub async fn bind_ip(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    ip: IpAddr,
+    source: &str,
+    device_info: Option<&str>,
+) -> sqlx::Result<BindOutcome> {
+    // Lock first, count after: under READ COMMITTED a statement's snapshot is taken before it
+    // waits for the lock, so counting in the locking statement would see stale bindings.
+    let max_ips = sqlx::query_scalar!(
+        "SELECT max_ips FROM licenses WHERE id = $1 FOR UPDATE",
+        license_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let limits = sqlx::query!(
+        r#"SELECT $2::int AS "max_ips!",
+                  (SELECT count(*) FROM license_ip_bindings b WHERE b.license_id = $1) AS "bound!",
+                  EXISTS (SELECT 1 FROM license_ip_bindings b WHERE b.license_id = $1 AND b.ip_address = $3) AS "present!""#,
+        license_id,
+        max_ips,
+        IpNetwork::from(ip)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let max = i64::from(limits.max_ips);
+    if limits.present {
+        return Ok(BindOutcome::AlreadyBound {
+            remaining: u32::try_from(max - limits.bound).unwrap_or(0),
+        });
+    }
+    if limits.bound >= max {
+        return Ok(BindOutcome::Full);
+    }
+    sqlx::query!(
+        "INSERT INTO license_ip_bindings (license_id, ip_address, source, device_info) VALUES ($1, $2, $3, $4)",
+        license_id,
+        IpNetwork::from(ip),
+        source,
+        device_info
+    )
+    .execute(&mut *conn)
+    .await?;
+    replicate(conn, license_id).await?;
+    Ok(BindOutcome::Bound {
+        remaining: u32::try_from(max - limits.bound - 1).unwrap_or(0),
+    })
+}
+
+/// Removes a binding; `false` when the IP was not bound.
+pub async fn unbind_ip(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    ip: IpAddr,
+) -> sqlx::Result<bool> {
+    let removed = sqlx::query!(
+        "DELETE FROM license_ip_bindings WHERE license_id = $1 AND ip_address = $2",
+        license_id,
+        IpNetwork::from(ip)
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if removed > 0 {
+        replicate(conn, license_id).await?;
+    }
+    Ok(removed > 0)
+}
+
+pub async fn bindings(db: &PgPool, license_id: Uuid) -> sqlx::Result<Vec<Binding>> {
+    sqlx::query_as!(
+        Binding,
+        r#"SELECT host(ip_address) AS "ip_address!", source, device_info, first_seen_at, last_seen_at, validation_count
+           FROM license_ip_bindings WHERE license_id = $1 ORDER BY first_seen_at"#,
+        license_id
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn collisions(
+    db: &PgPool,
+    license_id: Uuid,
+    list: &ListRequest,
+) -> sqlx::Result<(Vec<Collision>, i64)> {
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM license_collisions WHERE license_id = $1"#,
+        license_id
+    )
+    .fetch_one(db)
+    .await?;
+    let mut qb = QueryBuilder::new(
+        "SELECT c.id, array(SELECT host(x) FROM unnest(c.ip_addresses) x) AS ip_addresses, c.ip_count, c.window_start, \
+         c.window_end, c.detected_by, c.status, c.auto_revoked, c.detected_at FROM license_collisions c WHERE c.license_id = ",
+    );
+    qb.push_bind(license_id);
+    list.push_order_and_page(&mut qb, "c.id");
+    Ok((qb.build_query_as::<Collision>().fetch_all(db).await?, total))
+}
+
+pub async fn validations(
+    db: &PgPool,
+    license_id: Uuid,
+    valid: Option<bool>,
+    result_code: Option<String>,
+    list: &ListRequest,
+) -> sqlx::Result<(Vec<ValidationRow>, i64)> {
+    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+        let mut f = Filters::new(qb);
+        f.eq("v.license_id", Some(license_id))
+            .eq("v.valid", valid)
+            .eq("v.result_code", result_code.clone());
+    };
+    let mut count = QueryBuilder::new("SELECT count(*) FROM license_validations v");
+    apply(&mut count);
+    let total = count.build_query_scalar::<i64>().fetch_one(db).await?;
+    let mut rows = QueryBuilder::new(
+        "SELECT v.id, host(v.ip_address) AS ip_address, v.device_info, v.result_code, v.valid, v.answered_by, v.region, \
+         v.validated_at FROM license_validations v",
+    );
+    apply(&mut rows);
+    list.push_order_and_page(&mut rows, "v.id");
+    Ok((
+        rows.build_query_as::<ValidationRow>().fetch_all(db).await?,
+        total,
+    ))
+}
+
+pub async fn usage(
+    db: &PgPool,
+    license_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> sqlx::Result<Vec<UsageDay>> {
+    sqlx::query_as!(
+        UsageDay,
+        r#"SELECT usage_date, validation_count, success_count, failure_count, unique_ip_count, host(last_ip) AS last_ip
+           FROM license_usage_log WHERE license_id = $1 AND usage_date BETWEEN $2 AND $3 ORDER BY usage_date"#,
+        license_id,
+        from,
+        to
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Writes the license's current state to the edges' outbox (inside the changing transaction).
+pub async fn replicate(conn: &mut PgConnection, license_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("SELECT replicate_license($1)", license_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes a license's removal to the outbox; call before deleting the row.
+pub async fn replicate_delete(conn: &mut PgConnection, license_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"SELECT replication_append('license.delete', id, jsonb_build_object('id', id, 'key_hash', encode(key_hash, 'hex')))
+           FROM licenses WHERE id = $1"#,
+        license_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(())
+}
+
+/// The product facts a new license takes its defaults from.
+pub struct ProductFacts {
+    pub code: String,
+    pub default_max_ips: i32,
+    pub license_duration_days: Option<i32>,
+}
+
+pub async fn product_facts(db: &PgPool, product_id: Uuid) -> sqlx::Result<Option<ProductFacts>> {
+    sqlx::query_as!(
+        ProductFacts,
+        "SELECT code, default_max_ips, license_duration_days FROM products WHERE id = $1 AND deleted_at IS NULL",
+        product_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub struct NewLicense<'a> {
+    pub id: Uuid,
+    pub license_key: &'a str,
+    pub key_hash: &'a [u8],
+    pub product_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub max_ips: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub notes: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+    pub created_by: Uuid,
+}
+
+pub async fn insert(conn: &mut PgConnection, l: &NewLicense<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO licenses (id, license_key, key_hash, product_id, user_id, organization_id, max_ips, expires_at,
+                                activated_at, notes, metadata, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11)"#,
+        l.id,
+        l.license_key,
+        l.key_hash,
+        l.product_id,
+        l.user_id,
+        l.organization_id,
+        l.max_ips,
+        l.expires_at,
+        l.notes,
+        l.metadata,
+        l.created_by
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes the mutable columns of a license (the service decided the values).
+pub async fn update(conn: &mut PgConnection, l: &License) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE licenses SET user_id = $2, organization_id = $3, status = $4, max_ips = $5, expires_at = $6,
+                              suspended_at = $7, suspended_reason = $8, revoked_at = $9, revoked_reason = $10,
+                              notes = $11, metadata = $12
+           WHERE id = $1"#,
+        l.id,
+        l.user_id,
+        l.organization_id,
+        l.status,
+        l.max_ips,
+        l.expires_at,
+        l.suspended_at,
+        l.suspended_reason,
+        l.revoked_at,
+        l.revoked_reason,
+        l.notes,
+        l.metadata
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM licenses WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
