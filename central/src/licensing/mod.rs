@@ -448,9 +448,40 @@ impl Validate for BatchBody {
     }
 }
 
+/// The verdict of one validation, as documented (the wire type is `protocol`'s
+/// `ValidationAnswer`; a test keeps the two in step).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationAnswerDoc {
+    pub valid: bool,
+    /// VALID, INVALID_KEY_FORMAT, LICENSE_NOT_FOUND, LICENSE_EXPIRED, LICENSE_REVOKED,
+    /// LICENSE_SUSPENDED, PRODUCT_INACTIVE, IP_LIMIT_REACHED, INVALID_IP_ADDRESS, BINDING_UNAVAILABLE.
+    #[schema(example = "VALID")]
+    pub code: String,
+    pub message: String,
+    /// IP slots left after this validation (`null` when the license was not looked at).
+    pub remaining_ips: Option<u32>,
+    pub license: Option<LicenseSummaryDoc>,
+    /// The request's nonce, echoed.
+    pub nonce: Option<String>,
+    /// When the answer was made: with the nonce, what lets a client reject a replay.
+    pub timestamp: DateTime<Utc>,
+    /// `central` or the edge that answered.
+    pub answered_by: String,
+    /// How old the answering edge's state was (edges only).
+    pub state_age_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LicenseSummaryDoc {
+    pub id: Uuid,
+    pub status: String,
+    pub product_code: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchAnswer {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ValidationAnswerDoc>)]
     pub results: Vec<ValidationAnswer>,
 }
 
@@ -478,7 +509,7 @@ fn signed<T: Serialize>(keys: &KeyRing, data: T) -> Result<Response> {
 /// Always 200 for a well-formed request: `data.valid` and `data.code` say the verdict. The answer
 /// is signed (`Celaest-Signature`, Ed25519, keys at `/api/licenses/signing-keys`).
 #[utoipa::path(post, path = "/api/licenses/validate", tag = "licenses", request_body = ValidateBody,
-    responses((status = 200, description = "The verdict, signed", body = Envelope<Object>,
+    responses((status = 200, description = "The verdict, signed", body = Envelope<ValidationAnswerDoc>,
                headers(("Celaest-Signature" = String, description = "keyid, algorithm, signature over the exact body"))),
               (status = 400, body = ApiErrorBody), (status = 422, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
 async fn validate_one(

@@ -921,3 +921,84 @@ async fn products_and_categories_are_managed_by_developers_and_read_by_everyone(
         "PRODUCT_INACTIVE"
     );
 }
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn the_documented_answer_matches_the_one_on_the_wire(db: PgPool) {
+    let f = Fixture::new(db).await;
+    let key = key_of(&f.license(json!({})).await);
+    let answer = f.validate_from(&key, "203.0.113.80").await;
+    let mut wire: Vec<String> = answer.json["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut license: Vec<String> = answer.json["data"]["license"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let doc = f.id.app.get("/openapi.json").await.json;
+    let schemas = &doc["components"]["schemas"];
+    let mut documented: Vec<String> = schemas["ValidationAnswerDoc"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut documented_license: Vec<String> = schemas["LicenseSummaryDoc"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for list in [
+        &mut wire,
+        &mut license,
+        &mut documented,
+        &mut documented_license,
+    ] {
+        list.sort();
+    }
+    assert_eq!(wire, documented);
+    assert_eq!(license, documented_license);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn after_a_key_rotation_the_previous_key_is_still_published(db: PgPool) {
+    use celaest_protocol::signing::SigningKey;
+    let previous = SigningKey::from_seed(&[9u8; 32]).unwrap().verifying_key();
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        previous.as_bytes(),
+    );
+    let id = IdentityApp::start_with(db, &[("LICENSE_SIGNING_PREVIOUS_KEYS", &encoded)]).await;
+    let jwks: JwkSet =
+        serde_json::from_value(id.app.get("/api/licenses/signing-keys").await.json["data"].clone())
+            .unwrap();
+    assert_eq!(jwks.keys.len(), 2);
+    assert!(
+        jwks.keys
+            .iter()
+            .any(|k| k.kid.as_deref() == Some(previous.kid()))
+    );
+    // Answers are signed with the current key, which is the other one.
+    let response = id
+        .app
+        .request(Method::POST, "/api/licenses/validate")
+        .json(&json!({"license_key": "x", "ip_address": "1.2.3.4"}))
+        .send()
+        .await
+        .unwrap();
+    let signature = response.headers()[SIGNATURE_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!signature.contains(previous.kid()));
+    let body = response.bytes().await.unwrap();
+    KeySet::from_jwks(&jwks)
+        .unwrap()
+        .verify(&body, &signature)
+        .unwrap();
+}
