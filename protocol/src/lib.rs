@@ -9,6 +9,7 @@ pub mod envelope;
 mod hex;
 pub mod lang;
 pub mod license_key;
+pub mod replication;
 pub mod request_id;
 pub mod signing;
 pub mod validation;
