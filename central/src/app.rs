@@ -93,6 +93,13 @@ pub async fn run_server(config: Config, with_workers: bool) -> anyhow::Result<()
     cancel_on_signal(shutdown.clone());
 
     let workers = with_workers.then(|| tokio::spawn(workers::run(state.clone(), shutdown.clone())));
+    crate::replication::ensure_dev_certs(&state.config.replication)?;
+    let edges = crate::replication::server::listen(&state.config.replication)?;
+    let replication = tokio::spawn(crate::replication::server::run(
+        state.clone(),
+        edges,
+        shutdown.clone(),
+    ));
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, with_workers, "central listening");
     serve(
@@ -103,6 +110,9 @@ pub async fn run_server(config: Config, with_workers: bool) -> anyhow::Result<()
     )
     .await?;
     shutdown.cancel();
+    let _ = replication.await;
+    // Every request is answered and every edge session closed: store the validations queued.
+    state.licensing.recorder.flush().await;
     if let Some(workers) = workers {
         workers.await??;
     }

@@ -27,6 +27,22 @@ pub enum Command {
     Migrate,
     /// Load demo data (idempotent: running it twice changes nothing).
     Seed,
+    /// Create a development CA and certificates for central and edges (replication over QUIC).
+    Certs {
+        /// Where to write ca.pem, central.pem/.key and edge.pem/.key.
+        #[arg(long, default_value = ".dev/certs")]
+        dir: std::path::PathBuf,
+        /// Names and addresses central's certificate is valid for.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "localhost,127.0.0.1,central"
+        )]
+        hosts: Vec<String>,
+        /// Replace an existing set.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Parses arguments, loads configuration and runs the chosen command.
@@ -39,6 +55,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             db::migrate(&config.database).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Certs { dir, hosts, force } => {
+            let set = crate::replication::certs::CertSet::new(dir);
+            if set.complete() && !force {
+                anyhow::bail!(
+                    "{} already holds a certificate set (use --force to replace it)",
+                    set.dir.display()
+                );
+            }
+            set.generate(&hosts)?;
+            tracing::info!(dir = %set.dir.display(), "certificates written");
             Ok(())
         }
         Command::Seed => {

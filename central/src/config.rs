@@ -72,7 +72,25 @@ pub struct Config {
     pub ai: AiProviderKeys,
     pub security: SecurityConfig,
     pub licensing: LicensingConfig,
+    pub replication: ReplicationConfig,
     pub log: LogConfig,
+}
+
+/// The QUIC listener that feeds the edges.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// `REPLICATION_ADDR`, default `0.0.0.0:7443` (UDP).
+    pub addr: std::net::SocketAddr,
+    /// PEM files: the deployment's CA (edges' certificates must chain to it), and central's
+    /// own certificate and key. In development, `.dev/certs/` is created on first start.
+    pub ca_path: std::path::PathBuf,
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
+    /// Whether missing certificates may be created (development only).
+    pub create_dev_certs: bool,
+    /// How many changes the outbox keeps for edges to resume from (`REPLICATION_RETAIN_CHANGES`);
+    /// an edge further behind gets a snapshot.
+    pub retain_changes: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +274,44 @@ impl Config {
             })?);
         }
 
+        let tls_paths: [Option<String>; 3] = [
+            vars.get("REPLICATION_TLS_CA"),
+            vars.get("REPLICATION_TLS_CERT"),
+            vars.get("REPLICATION_TLS_KEY"),
+        ];
+        if strict {
+            for (name, value) in [
+                "REPLICATION_TLS_CA",
+                "REPLICATION_TLS_CERT",
+                "REPLICATION_TLS_KEY",
+            ]
+            .iter()
+            .zip(&tls_paths)
+            {
+                if value.is_none() {
+                    return Err(ConfigError::new(name, "es obligatoria en este entorno"));
+                }
+            }
+        }
+        let create_dev_certs = !strict && tls_paths.iter().all(Option::is_none);
+        let [ca, cert, key] = tls_paths;
+        let replication = ReplicationConfig {
+            addr: vars.parse("REPLICATION_ADDR", "0.0.0.0:7443".parse().ok())?,
+            ca_path: ca.unwrap_or_else(|| ".dev/certs/ca.pem".into()).into(),
+            cert_path: cert
+                .unwrap_or_else(|| ".dev/certs/central.pem".into())
+                .into(),
+            key_path: key
+                .unwrap_or_else(|| ".dev/certs/central.key".into())
+                .into(),
+            create_dev_certs,
+            retain_changes: vars.parse_in(
+                "REPLICATION_RETAIN_CHANGES",
+                100_000,
+                100..=100_000_000,
+            )?,
+        };
+
         let cors = vars.get("CORS_ALLOWED_ORIGINS").unwrap_or_else(|| {
             if strict {
                 String::new()
@@ -353,6 +409,7 @@ impl Config {
                 encryption_key,
                 rate_limit_per_min: vars.parse_in("RATE_LIMIT_PER_MIN", 100, 1..=1_000_000)?,
             },
+            replication,
             licensing: LicensingConfig {
                 checksum_secret,
                 signing_seed: Arc::new(SecretBox::new(Box::new(signing_seed))),
@@ -535,6 +592,9 @@ mod tests {
             "LICENSE_SIGNING_KEY",
             "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100",
         ),
+        ("REPLICATION_TLS_CA", "/etc/celaest/ca.pem"),
+        ("REPLICATION_TLS_CERT", "/etc/celaest/central.pem"),
+        ("REPLICATION_TLS_KEY", "/etc/celaest/central.key"),
     ];
 
     #[test]

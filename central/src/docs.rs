@@ -89,6 +89,7 @@ fn error_code_schema() -> ObjectBuilder {
         (name = "organizations", description = "MODULO 3: organizations, members and subscriptions"),
         (name = "licenses", description = "MODULO 5: license keys, validation, IP binding, collisions, signed answers"),
         (name = "products", description = "MODULO 7: categories and products"),
+        (name = "edges", description = "The edge fleet fed by central over QUIC"),
     ),
     components(schemas(ApiErrorBody, ApiErrorDetail, PageMeta, crate::http::validate::FieldErrorBody)),
     modifiers(&SecuritySchemes),

@@ -17,6 +17,7 @@ pub mod http;
 pub mod licensing;
 pub mod orgs;
 pub mod products;
+pub mod replication;
 pub mod seed;
 pub mod state;
 pub mod users;

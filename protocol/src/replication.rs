@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::{KeyHash, LicenseState, LicenseStatus, ProductCode, ValidationCode, validation::BoundIps};
+use crate::{
+    KeyHash, LicenseState, LicenseStatus, ProductCode, ValidationCode, validation::BoundIps,
+};
 
 /// ALPN protocol id of the replication connection.
 pub const ALPN: &[u8] = b"celaest-repl/1";
@@ -95,8 +97,12 @@ pub struct ValidationReport {
 /// How central answered a bind request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BindOutcome {
-    Bound { remaining: u32 },
-    AlreadyBound { remaining: u32 },
+    Bound {
+        remaining: u32,
+    },
+    AlreadyBound {
+        remaining: u32,
+    },
     Full,
     /// The license is gone (deleted meanwhile).
     NotFound,
@@ -106,11 +112,24 @@ pub enum BindOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EdgeFrame {
     /// The first frame of a connection.
-    Hello { protocol_version: u16, edge_id: String, region: String, last_seq: Option<u64> },
+    Hello {
+        protocol_version: u16,
+        edge_id: String,
+        region: String,
+        last_seq: Option<u64>,
+    },
     /// Bind `ip` to a license with a free slot (central is the only writer).
-    Bind { request_id: u64, license_id: Uuid, ip: IpAddr, device_info: Option<String> },
+    Bind {
+        request_id: u64,
+        license_id: Uuid,
+        ip: IpAddr,
+        device_info: Option<String>,
+    },
     /// Validations answered at the edge.
-    Reports { batch_id: Uuid, reports: Vec<ValidationReport> },
+    Reports {
+        batch_id: Uuid,
+        reports: Vec<ValidationReport>,
+    },
     /// The last sequence the edge applied (after each batch of changes), for the fleet view.
     Progress { applied_seq: u64 },
 }
@@ -127,16 +146,33 @@ pub enum Sync {
 /// Central → edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CentralFrame {
-    Welcome { protocol_version: u16, head_seq: u64, sync: Sync },
+    Welcome {
+        protocol_version: u16,
+        head_seq: u64,
+        sync: Sync,
+    },
     /// The connection is refused (e.g. an incompatible protocol version).
-    Refused { reason: String, supported_version: u16 },
-    SnapshotChunk { licenses: Vec<ReplicatedLicense>, products: Vec<ReplicatedProduct> },
+    Refused {
+        reason: String,
+        supported_version: u16,
+    },
+    SnapshotChunk {
+        licenses: Vec<ReplicatedLicense>,
+        products: Vec<ReplicatedProduct>,
+    },
     /// The snapshot is complete; it reflects every change up to `seq`.
-    SnapshotEnd { seq: u64 },
+    SnapshotEnd {
+        seq: u64,
+    },
     Changes(Vec<SequencedChange>),
-    BindResult { request_id: u64, outcome: BindOutcome },
+    BindResult {
+        request_id: u64,
+        outcome: BindOutcome,
+    },
     /// The report batch is stored.
-    ReportsAck { batch_id: Uuid },
+    ReportsAck {
+        batch_id: Uuid,
+    },
 }
 
 /// Why a frame could not be encoded or decoded.
@@ -151,7 +187,10 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooLarge(len) => write!(f, "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit"),
+            Self::TooLarge(len) => write!(
+                f,
+                "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit"
+            ),
             Self::Malformed(why) => write!(f, "malformed frame: {why}"),
         }
     }
@@ -175,24 +214,41 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, FrameError> {
 /// The body length announced by a 4-byte prefix, checked against the limit before anything is
 /// allocated for it.
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
-    let len = usize::try_from(u32::from_be_bytes(prefix)).map_err(|_| FrameError::TooLarge(usize::MAX))?;
-    if len > MAX_FRAME_LEN { Err(FrameError::TooLarge(len)) } else { Ok(len) }
+    let len = usize::try_from(u32::from_be_bytes(prefix))
+        .map_err(|_| FrameError::TooLarge(usize::MAX))?;
+    if len > MAX_FRAME_LEN {
+        Err(FrameError::TooLarge(len))
+    } else {
+        Ok(len)
+    }
 }
 
 /// Decodes one frame body (without its prefix); trailing bytes are an error.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    let (frame, rest) = postcard::take_from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if rest.is_empty() { Ok(frame) } else { Err(FrameError::Malformed(format!("{} trailing bytes", rest.len()))) }
+    let (frame, rest) =
+        postcard::take_from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if rest.is_empty() {
+        Ok(frame)
+    } else {
+        Err(FrameError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )))
+    }
 }
 
 /// Decodes the first complete frame of `buf`; `Ok(None)` when more bytes are needed. Returns the
 /// frame and how many bytes it took.
 pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
-    let Some(prefix) = buf.get(..4) else { return Ok(None) };
+    let Some(prefix) = buf.get(..4) else {
+        return Ok(None);
+    };
     let mut len_bytes = [0u8; 4];
     len_bytes.copy_from_slice(prefix);
     let len = frame_len(len_bytes)?;
-    let Some(body) = buf.get(4..4 + len) else { return Ok(None) };
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
     decode_body(body).map(|frame| Some((frame, 4 + len)))
 }
 
@@ -208,39 +264,73 @@ mod tests {
             status: LicenseStatus::Active,
             expires_at: None,
             max_ips: 5,
-            bound_ips: ["203.0.113.1".parse::<IpAddr>().unwrap()].into_iter().collect(),
+            bound_ips: ["203.0.113.1".parse::<IpAddr>().unwrap()]
+                .into_iter()
+                .collect(),
         }
     }
 
     #[test]
     fn every_frame_round_trips() {
         let central = [
-            CentralFrame::Welcome { protocol_version: PROTOCOL_VERSION, head_seq: 9, sync: Sync::Snapshot { snapshot_seq: 9 } },
+            CentralFrame::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                head_seq: 9,
+                sync: Sync::Snapshot { snapshot_seq: 9 },
+            },
             CentralFrame::SnapshotChunk {
                 licenses: vec![license()],
-                products: vec![ReplicatedProduct { id: Uuid::from_u128(1), code: ProductCode::parse("MKT").unwrap(), active: true }],
+                products: vec![ReplicatedProduct {
+                    id: Uuid::from_u128(1),
+                    code: ProductCode::parse("MKT").unwrap(),
+                    active: true,
+                }],
             },
             CentralFrame::Changes(vec![
-                SequencedChange { seq: 10, change: Change::LicenseUpsert(license()) },
-                SequencedChange { seq: 11, change: Change::LicenseDelete { id: Uuid::from_u128(7), key_hash: KeyHash::from_bytes([3; 32]) } },
+                SequencedChange {
+                    seq: 10,
+                    change: Change::LicenseUpsert(license()),
+                },
+                SequencedChange {
+                    seq: 11,
+                    change: Change::LicenseDelete {
+                        id: Uuid::from_u128(7),
+                        key_hash: KeyHash::from_bytes([3; 32]),
+                    },
+                },
             ]),
-            CentralFrame::BindResult { request_id: 4, outcome: BindOutcome::Bound { remaining: 3 } },
+            CentralFrame::BindResult {
+                request_id: 4,
+                outcome: BindOutcome::Bound { remaining: 3 },
+            },
         ];
         for frame in central {
             let bytes = encode(&frame).unwrap();
             let (back, used) = decode::<CentralFrame>(&bytes).unwrap().unwrap();
             assert_eq!((back, used), (frame, bytes.len()));
         }
-        let hello = EdgeFrame::Hello { protocol_version: 1, edge_id: "edge-eu-1".into(), region: "eu-west".into(), last_seq: Some(3) };
+        let hello = EdgeFrame::Hello {
+            protocol_version: 1,
+            edge_id: "edge-eu-1".into(),
+            region: "eu-west".into(),
+            last_seq: Some(3),
+        };
         let bytes = encode(&hello).unwrap();
         assert_eq!(decode::<EdgeFrame>(&bytes).unwrap().unwrap().0, hello);
     }
 
     #[test]
     fn a_partial_frame_asks_for_more_bytes() {
-        let bytes = encode(&CentralFrame::ReportsAck { batch_id: Uuid::from_u128(1) }).unwrap();
+        let bytes = encode(&CentralFrame::ReportsAck {
+            batch_id: Uuid::from_u128(1),
+        })
+        .unwrap();
         for cut in 0..bytes.len() {
-            assert_eq!(decode::<CentralFrame>(&bytes[..cut]).unwrap(), None, "cut at {cut}");
+            assert_eq!(
+                decode::<CentralFrame>(&bytes[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
         }
     }
 
@@ -248,7 +338,10 @@ mod tests {
     fn an_oversized_length_is_refused_before_allocating() {
         let mut bytes = u32::MAX.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0; 16]);
-        assert!(matches!(decode::<CentralFrame>(&bytes), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            decode::<CentralFrame>(&bytes),
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -274,16 +367,25 @@ mod tests {
 
     #[test]
     fn trailing_garbage_is_malformed() {
-        let mut bytes = encode(&CentralFrame::ReportsAck { batch_id: Uuid::from_u128(1) }).unwrap();
+        let mut bytes = encode(&CentralFrame::ReportsAck {
+            batch_id: Uuid::from_u128(1),
+        })
+        .unwrap();
         bytes.push(0);
         let len = u32::try_from(bytes.len() - 4).unwrap();
         bytes[..4].copy_from_slice(&len.to_be_bytes());
-        assert!(matches!(decode::<CentralFrame>(&bytes), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode::<CentralFrame>(&bytes),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
     fn a_snapshot_chunk_of_licenses_stays_under_the_frame_limit() {
-        let chunk = CentralFrame::SnapshotChunk { licenses: vec![license(); SNAPSHOT_CHUNK], products: vec![] };
+        let chunk = CentralFrame::SnapshotChunk {
+            licenses: vec![license(); SNAPSHOT_CHUNK],
+            products: vec![],
+        };
         assert!(encode(&chunk).unwrap().len() < MAX_FRAME_LEN);
     }
 }

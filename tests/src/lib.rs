@@ -48,6 +48,13 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A free UDP port on loopback.
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// A database URL for a new, uniquely named database on the test server.
 pub fn fresh_database_url(label: &str) -> String {
     let base = database_url();
@@ -96,8 +103,19 @@ impl CentralProcess {
         Ok(output)
     }
 
-    /// Starts `celaest-central serve` with `args` and waits until `/health/live` answers.
+    /// Starts `celaest-central serve` with `args` and waits until `/health/live` answers; the
+    /// replication certificates are created first when missing.
     pub async fn start(env: Vec<(String, String)>, args: &[&str]) -> anyhow::Result<Self> {
+        if let Some((_, dir)) = env.iter().find(|(k, _)| k == "CERTS_DIR")
+            && !std::path::Path::new(dir).join("ca.pem").exists()
+        {
+            let made = Self::run_command(&env, &["certs", "--dir", dir])?;
+            anyhow::ensure!(
+                made.status.success(),
+                "certs: {}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        }
         let port = env
             .iter()
             .find(|(k, _)| k == "APP_PORT")

@@ -275,6 +275,7 @@ required_scopes! {
     ProductsWrite => "products:write",
     LicensesRead => "licenses:read",
     LicensesWrite => "licenses:write",
+    SettingsRead => "settings:read",
 }
 
 #[cfg(test)]

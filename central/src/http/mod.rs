@@ -28,7 +28,8 @@ pub use codes::ErrorCode;
 pub use error::{Error, Result, ResultExt};
 
 use crate::{
-    auth, config::Config, docs, health, licensing, orgs, products, state::AppState, users,
+    auth, config::Config, docs, health, licensing, orgs, products, replication, state::AppState,
+    users,
 };
 
 /// Every module's routes, with their OpenAPI description. Modules are merged here, one line
@@ -41,6 +42,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(orgs::router())
         .merge(products::router())
         .merge(licensing::router())
+        .merge(replication::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::gate::gate,

@@ -83,6 +83,19 @@ impl Recorder {
         }
     }
 
+    /// Queues a record, waiting for room rather than dropping it (for edge reports, which are
+    /// acknowledged only once stored).
+    pub async fn record_wait(&self, record: ValidationRecord) {
+        if self
+            .tx
+            .send(Command::Record(Box::new(record)))
+            .await
+            .is_err()
+        {
+            tracing::error!("validation record not queued: the recorder stopped");
+        }
+    }
+
     /// Waits until everything queued before this call is stored.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();

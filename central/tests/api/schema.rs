@@ -64,7 +64,8 @@ async fn migrations_create_every_table_of_the_spec(db: PgPool) {
         [
             "organization_members",
             "replication_state",
-            "replication_log"
+            "replication_log",
+            "edges"
         ],
         "unexpected tables"
     );
