@@ -20,7 +20,9 @@ cargo build -q -p celaest-central -p celaest-edge
 bin=target/debug
 "$bin/celaest-central" migrate
 "$bin/celaest-central" seed
-# One edge beside central. Until replication exists (the edge issue) it reports itself not ready.
+# Development certificates for replication over QUIC, shared by central and the edge.
+"$bin/celaest-central" certs --dir .dev/certs --if-missing
+# One edge beside central; it is ready once central's first snapshot is applied.
 "$bin/celaest-edge" &
 edge_pid=$!
 echo "central: http://127.0.0.1:${APP_PORT:-8080}  (docs at /docs, readiness at /health/ready)" >&2

@@ -28,7 +28,10 @@ pub struct Redis {
 struct RedisInner {
     client: Client,
     prefix: String,
-    manager: Mutex<Option<ConnectionManager>>,
+    /// The connection once made: read without locking on every request.
+    ready: arc_swap::ArcSwapOption<ConnectionManager>,
+    /// Held only while connecting, so one attempt runs at a time.
+    connecting: Mutex<()>,
     /// When the last connection attempt failed: callers fail fast for [`RETRY_AFTER_FAILURE`]
     /// instead of each waiting out a connect timeout against a Redis that is down.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -54,7 +57,8 @@ impl Redis {
             inner: Arc::new(RedisInner {
                 client: Client::open(info)?,
                 prefix: config.key_prefix.clone(),
-                manager: Mutex::new(None),
+                ready: arc_swap::ArcSwapOption::empty(),
+                connecting: Mutex::new(()),
                 failed_at: std::sync::Mutex::new(None),
             }),
         })
@@ -67,9 +71,12 @@ impl Redis {
 
     /// A connection, connecting first if needed.
     pub async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
-        let mut slot = self.inner.manager.lock().await;
-        if let Some(manager) = slot.as_ref() {
-            return Ok(manager.clone());
+        if let Some(manager) = self.inner.ready.load_full() {
+            return Ok((*manager).clone());
+        }
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(manager) = self.inner.ready.load_full() {
+            return Ok((*manager).clone());
         }
         let recently_failed = self
             .inner
@@ -89,7 +96,7 @@ impl Redis {
             .set_number_of_retries(1);
         match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
             Ok(manager) => {
-                *slot = Some(manager.clone());
+                self.inner.ready.store(Some(Arc::new(manager.clone())));
                 Ok(manager)
             }
             Err(e) => {

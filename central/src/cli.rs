@@ -40,8 +40,11 @@ pub enum Command {
         )]
         hosts: Vec<String>,
         /// Replace an existing set.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_missing")]
         force: bool,
+        /// Do nothing when a complete set is already there (for deployment scripts).
+        #[arg(long)]
+        if_missing: bool,
     },
 }
 
@@ -57,8 +60,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Certs { dir, hosts, force } => {
+        Command::Certs {
+            dir,
+            hosts,
+            force,
+            if_missing,
+        } => {
             let set = crate::replication::certs::CertSet::new(dir);
+            if set.complete() && if_missing {
+                return Ok(());
+            }
             if set.complete() && !force {
                 anyhow::bail!(
                     "{} already holds a certificate set (use --force to replace it)",
