@@ -1,4 +1,7 @@
-use celaest_edge::{EdgeConfig, EdgeState};
+//! The `celaest-edge` binary: reads the configuration, sets up logging and the shutdown signals,
+//! and runs the edge ([`celaest_edge::run`]). Everything else lives in the library.
+
+use celaest_edge::EdgeConfig;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -26,8 +29,8 @@ async fn run() -> anyhow::Result<()> {
         builder.json().flatten_event(true).init();
     }
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
-    tracing::info!(addr = %config.http_addr, edge_id = %config.edge_id, region = %config.region, "edge listening");
-    celaest_edge::serve(listener, EdgeState::new(config), shutdown_signal()).await?;
+    tracing::info!(addr = %config.http_addr, central = %config.central_addr, edge_id = %config.edge_id, region = %config.region, "edge listening");
+    celaest_edge::run(config, listener, shutdown_signal()).await?;
     tracing::info!("edge stopped");
     Ok(())
 }

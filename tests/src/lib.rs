@@ -78,6 +78,9 @@ impl CentralProcess {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        let certs =
+            std::env::temp_dir().join(format!("celaest-e2e-certs-{}-{nonce}", std::process::id()));
+        let replication_port = free_udp_port().unwrap_or(0);
         vec![
             ("APP_ENV".into(), "test".into()),
             ("APP_HOST".into(), "127.0.0.1".into()),
@@ -88,6 +91,24 @@ impl CentralProcess {
             ("REDIS_KEY_PREFIX".into(), format!("e2e:{nonce}:")),
             ("LOG_LEVEL".into(), "info".into()),
             ("SHUTDOWN_GRACE_SECS".into(), "10".into()),
+            // Its own replication port and certificate set (made by `celaest-central certs`).
+            (
+                "REPLICATION_ADDR".into(),
+                format!("127.0.0.1:{replication_port}"),
+            ),
+            (
+                "REPLICATION_TLS_CA".into(),
+                certs.join("ca.pem").display().to_string(),
+            ),
+            (
+                "REPLICATION_TLS_CERT".into(),
+                certs.join("central.pem").display().to_string(),
+            ),
+            (
+                "REPLICATION_TLS_KEY".into(),
+                certs.join("central.key").display().to_string(),
+            ),
+            ("CERTS_DIR".into(), certs.display().to_string()),
         ]
     }
 
@@ -191,4 +212,115 @@ pub async fn drop_database(url: &str) {
 )]
 fn tracing_free_warn(message: &str) {
     eprintln!("warning: {message}");
+}
+
+/// The development HS256 secret central uses when SUPABASE_JWT_SECRET is not set.
+const DEV_JWT_SECRET: &str = "dev-only-supabase-jwt-secret-not-for-production";
+
+/// A Supabase-shaped access token for a new user of `role` (the profile is created on first use).
+pub fn token_for(role: &str) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "aud": "authenticated", "exp": now + 3600, "iat": now, "sub": uuid::Uuid::new_v4(),
+        "email": format!("{role}-{}@e2e.test", uuid::Uuid::new_v4()), "role": "authenticated",
+        "session_id": uuid::Uuid::new_v4(), "app_metadata": {"role": role},
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes());
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &key,
+    )?)
+}
+
+/// A running `celaest-edge` process; killed when dropped.
+pub struct EdgeProcess {
+    pub child: Child,
+    pub base_url: String,
+}
+
+impl EdgeProcess {
+    /// The environment of an edge called `id` in `region`, fed by the central of `central_env`.
+    pub fn env_for(
+        central_env: &[(String, String)],
+        id: &str,
+        region: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let get = |name: &str| {
+            central_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let certs = get("CERTS_DIR").context("CERTS_DIR missing")?;
+        let central = get("REPLICATION_ADDR").context("REPLICATION_ADDR missing")?;
+        let port = free_port()?;
+        Ok(vec![
+            ("APP_ENV".into(), "test".into()),
+            ("EDGE_ID".into(), id.into()),
+            ("EDGE_REGION".into(), region.into()),
+            ("EDGE_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("EDGE_CENTRAL_ADDR".into(), central),
+            ("EDGE_SERVER_NAME".into(), "localhost".into()),
+            ("EDGE_TLS_CA".into(), format!("{certs}/ca.pem")),
+            ("EDGE_TLS_CERT".into(), format!("{certs}/edge.pem")),
+            ("EDGE_TLS_KEY".into(), format!("{certs}/edge.key")),
+            ("EDGE_REPORT_INTERVAL_MS".into(), "100".into()),
+            ("LOG_LEVEL".into(), "info".into()),
+        ])
+    }
+
+    /// Starts an edge and waits until it answers `/health/live`.
+    pub async fn start(env: Vec<(String, String)>) -> anyhow::Result<Self> {
+        let addr = env
+            .iter()
+            .find(|(k, _)| k == "EDGE_HTTP_ADDR")
+            .map(|(_, v)| v.clone())
+            .context("EDGE_HTTP_ADDR missing")?;
+        let child = Command::new(binary("celaest-edge")?)
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let edge = Self {
+            child,
+            base_url: format!("http://{addr}"),
+        };
+        wait_for_status(
+            &format!("{}/health/live", edge.base_url),
+            200,
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(edge)
+    }
+
+    /// Waits until the edge holds central's state.
+    pub async fn ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_for_status(&format!("{}/health/ready", self.base_url), 200, timeout).await
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers `status`.
+pub async fn wait_for_status(url: &str, status: u16, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().as_u16() == status
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer {status} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -325,8 +325,11 @@ async fn insert_validations(db: &PgPool, records: &[ValidationRecord]) -> sqlx::
     sqlx::query_scalar!(
         r#"INSERT INTO license_validations (id, license_id, key_hash, ip_address, device_info, result_code, valid,
                                            answered_by, region, validated_at)
-           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::bool[],
-                                $8::text[], $9::text[], $10::timestamptz[])
+           -- A report about a license deleted meanwhile is kept, without the link.
+           SELECT v.id, CASE WHEN EXISTS (SELECT 1 FROM licenses l WHERE l.id = v.license_id) THEN v.license_id END,
+                  v.key_hash, v.ip, v.device, v.code, v.valid, v.answered_by, v.region, v.validated_at
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::bool[],
+                       $8::text[], $9::text[], $10::timestamptz[]) AS v(id, license_id, key_hash, ip, device, code, valid, answered_by, region, validated_at)
            ON CONFLICT (id) DO NOTHING
            RETURNING id"#,
         &ids,

@@ -317,31 +317,57 @@ async fn serve_edge(
                 }
             }
             EdgeFrame::Reports { batch_id, reports } => {
-                let count = i64::try_from(reports.len())?;
-                for report in reports {
-                    let record = ValidationRecord {
-                        id: report.id,
-                        license_id: report.license_id,
-                        key_hash: report.key_hash.map(|h| *h.as_bytes()),
-                        ip: report.ip,
-                        device_info: report.device_info,
-                        result_code: report.code.as_str(),
-                        valid: report.code.is_valid(),
-                        answered_by: edge_id.to_owned(),
-                        region: Some(region.to_owned()),
-                        validated_at: report.validated_at,
-                    };
-                    state.licensing.recorder.record_wait(record).await;
-                }
-                state.licensing.recorder.flush().await;
-                store::edge_progress(&state.db, edge_id, 0, count).await?;
-                out.send(CentralFrame::ReportsAck { batch_id }).await?;
+                // Stored aside, so bind requests never wait behind a batch being written.
+                let (state, out, edge_id, region) = (
+                    state.clone(),
+                    out.clone(),
+                    edge_id.to_owned(),
+                    region.to_owned(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        store_reports(&state, &edge_id, &region, batch_id, reports, &out).await
+                    {
+                        tracing::warn!(%edge_id, error = %e, "report batch not acknowledged; the edge will resend it");
+                    }
+                });
             }
             EdgeFrame::Progress { applied_seq } => {
                 store::edge_progress(&state.db, edge_id, i64::try_from(applied_seq)?, 0).await?;
             }
         }
     }
+    Ok(())
+}
+
+/// Records a report batch, then acknowledges it (the edge keeps it until then).
+async fn store_reports(
+    state: &AppState,
+    edge_id: &str,
+    region: &str,
+    batch_id: Uuid,
+    reports: Vec<celaest_protocol::replication::ValidationReport>,
+    out: &mpsc::Sender<CentralFrame>,
+) -> anyhow::Result<()> {
+    let count = i64::try_from(reports.len())?;
+    for report in reports {
+        let record = ValidationRecord {
+            id: report.id,
+            license_id: report.license_id,
+            key_hash: report.key_hash.map(|h| *h.as_bytes()),
+            ip: report.ip,
+            device_info: report.device_info,
+            result_code: report.code.as_str(),
+            valid: report.code.is_valid(),
+            answered_by: edge_id.to_owned(),
+            region: Some(region.to_owned()),
+            validated_at: report.validated_at,
+        };
+        state.licensing.recorder.record_wait(record).await;
+    }
+    state.licensing.recorder.flush().await;
+    store::edge_progress(&state.db, edge_id, 0, count).await?;
+    out.send(CentralFrame::ReportsAck { batch_id }).await?;
     Ok(())
 }
 

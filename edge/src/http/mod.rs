@@ -1,0 +1,301 @@
+//! The edge's HTTP surface, with central's standards and central's validation contract: the same
+//! envelope, codes, request ids, languages and access log, the same bodies and limits for
+//! `POST /api/licenses/validate` and `/api/licenses/batch-validate`, and answers signed over their
+//! exact bytes with the key central publishes. Plus health, readiness and Prometheus metrics.
+//!
+//! Handlers fail with an [`EdgeError`]; the one middleware here renders every error (a handler's,
+//! or a bare one from the router such as 405) as an envelope in the caller's language.
+
+pub mod client_ip;
+pub mod input;
+
+use std::time::Instant;
+
+use axum::{
+    Extension, Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use celaest_protocol::{
+    ErrorCode, ErrorEnvelope, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer, request_id,
+    signing::{SIGNATURE_HEADER, SigningKey},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{
+    EdgeState,
+    validate::{Unavailable, availability, validate_all},
+};
+use client_ip::ClientIp;
+use input::{BatchBody, ValidateBody};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Largest request body accepted: central's default (`APP_BODY_LIMIT_BYTES`), far above a full
+/// batch of 100 validations.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A failure, rendered as an envelope by [`request_context`].
+#[derive(Debug, Clone)]
+pub struct EdgeError {
+    pub code: ErrorCode,
+    pub details: Value,
+}
+
+impl EdgeError {
+    fn internal() -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            details: Value::Null,
+        }
+    }
+}
+
+impl From<Unavailable> for EdgeError {
+    fn from(why: Unavailable) -> Self {
+        let details = match why {
+            Unavailable::NoSnapshot => json!({ "reason": "no_snapshot" }),
+            Unavailable::OfflineTooLong { state_age_ms } => {
+                json!({ "reason": "offline_too_long", "state_age_ms": state_age_ms })
+            }
+        };
+        Self {
+            code: ErrorCode::NotReady,
+            details,
+        }
+    }
+}
+
+impl IntoResponse for EdgeError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+pub fn router(state: EdgeState) -> Router {
+    Router::new()
+        .route("/api/licenses/validate", post(validate_one))
+        .route("/api/licenses/batch-validate", post(validate_batch))
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            EdgeError {
+                code: ErrorCode::RouteNotFound,
+                details: Value::Null,
+            }
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                EdgeError::internal().into_response()
+            },
+        ))
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// The request's language, set by [`request_context`].
+fn lang_of(lang: Option<Extension<Lang>>) -> Lang {
+    lang.map(|Extension(lang)| lang).unwrap_or_default()
+}
+
+/// Validates one license key for licensed software. Always 200 for a well-formed request once
+/// the edge is ready; the answer is signed (`Celaest-Signature`).
+async fn validate_one(
+    State(edge): State<EdgeState>,
+    ClientIp(source): ClientIp,
+    lang: Option<Extension<Lang>>,
+    input::Json(body): input::Json<ValidateBody>,
+) -> Result<Response, EdgeError> {
+    let started = Instant::now();
+    let state_age_ms = availability(&edge)?;
+    let request = ValidateRequest::from(body);
+    let answer = validate_all(
+        &edge,
+        std::slice::from_ref(&request),
+        source,
+        lang_of(lang),
+        state_age_ms,
+    )
+    .await
+    .pop()
+    .ok_or_else(EdgeError::internal)?;
+    let response = signed(&edge.config.keys.signing, answer);
+    edge.metrics.latency(started.elapsed());
+    response
+}
+
+#[derive(Debug, Serialize)]
+struct BatchAnswer {
+    results: Vec<ValidationAnswer>,
+}
+
+/// Validates up to 100 keys in one request; one signature covers the whole answer.
+async fn validate_batch(
+    State(edge): State<EdgeState>,
+    ClientIp(source): ClientIp,
+    lang: Option<Extension<Lang>>,
+    input::Json(body): input::Json<BatchBody>,
+) -> Result<Response, EdgeError> {
+    let started = Instant::now();
+    let state_age_ms = availability(&edge)?;
+    let requests: Vec<ValidateRequest> = body.items.into_iter().map(Into::into).collect();
+    let results = validate_all(&edge, &requests, source, lang_of(lang), state_age_ms).await;
+    let response = signed(&edge.config.keys.signing, BatchAnswer { results });
+    edge.metrics.latency(started.elapsed());
+    response
+}
+
+/// Serializes the envelope once and signs exactly those bytes (central's `signed`).
+fn signed<T: Serialize>(key: &SigningKey, data: T) -> Result<Response, EdgeError> {
+    let body = serde_json::to_vec(&SuccessEnvelope::new(data)).map_err(|e| {
+        tracing::error!(error = %e, "answer not serialized");
+        EdgeError::internal()
+    })?;
+    let signature = HeaderValue::from_str(&key.sign(&body).to_header_value())
+        .map_err(|_| EdgeError::internal())?;
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    response.headers_mut().insert(SIGNATURE_HEADER, signature);
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    edge_id: String,
+    region: String,
+    uptime_seconds: u64,
+    ready: bool,
+    connection: &'static str,
+    applied_seq: Option<u64>,
+    licenses: usize,
+}
+
+async fn health(State(state): State<EdgeState>) -> Json<SuccessEnvelope<Health>> {
+    Json(SuccessEnvelope::new(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        edge_id: state.config.edge_id.clone(),
+        region: state.config.region.clone(),
+        uptime_seconds: state.started_at.elapsed().as_secs(),
+        ready: availability(&state).is_ok(),
+        connection: state.link.state().as_str(),
+        applied_seq: state.store.applied_seq(),
+        licenses: state.store.license_count(),
+    }))
+}
+
+async fn live() -> Json<SuccessEnvelope<Value>> {
+    Json(SuccessEnvelope::new(json!({ "status": "alive" })))
+}
+
+/// Ready once the edge holds a complete snapshot from central, and for as long as it may answer
+/// from it (`EDGE_OFFLINE_MAX_SECS` after losing central): load balancers send validations only
+/// to edges that can answer them.
+async fn ready(State(state): State<EdgeState>) -> Result<Json<SuccessEnvelope<Value>>, EdgeError> {
+    let state_age_ms = availability(&state)?;
+    Ok(Json(SuccessEnvelope::new(json!({
+        "status": "ready",
+        "applied_seq": state.store.applied_seq(),
+        "connection": state.link.state().as_str(),
+        "state_age_ms": state_age_ms,
+    }))))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<EdgeState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        crate::metrics::render(&state),
+    )
+        .into_response()
+}
+
+/// Request id, language, envelope for every error, and one access-log line per request.
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id::accept_or_generate(
+        req.headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let lang = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(Lang::from_accept_language)
+        .unwrap_or_default();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    req.extensions_mut().insert(lang);
+
+    let response = next.run(req).await;
+    let mut response = render_error(response, lang);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    response.headers_mut().insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.pick("es", "en")),
+    );
+    tracing::info!(
+        target: "celaest::access",
+        method = %method,
+        route = route.as_deref().unwrap_or("<unmatched>"),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %id,
+        "request"
+    );
+    response
+}
+
+/// Gives an error answer its envelope: a handler's [`EdgeError`], or a bare status from below.
+fn render_error(response: Response, lang: Lang) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let error = response
+        .extensions()
+        .get::<EdgeError>()
+        .cloned()
+        .unwrap_or_else(|| EdgeError {
+            code: ErrorCode::for_status(status.as_u16()),
+            details: Value::Null,
+        });
+    let status = StatusCode::from_u16(error.code.status()).unwrap_or(status);
+    let body = ErrorEnvelope::new(error.code.as_str(), error.code.message(lang), error.details);
+    let mut rendered = (status, Json(body)).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        rendered.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    rendered
+}
