@@ -269,7 +269,34 @@ def compose(path):
             errors.append(f"host port {host}/{proto} published by several services: {', '.join(users)}")
 
 
-{"dockerfile": dockerfile, "compose": compose}[kind](path)
+def kubernetes(path):
+    """Every manifest has apiVersion, kind and a name; workloads run as non-root with probes."""
+    try:
+        docs = [d for d in yaml.safe_load_all(open(path, encoding="utf-8")) if d is not None]
+    except yaml.YAMLError as e:
+        errors.append(f"not valid YAML: {e}")
+        return
+    for doc in docs:
+        kind = doc.get("kind")
+        if not doc.get("apiVersion") or not kind:
+            errors.append("a document without apiVersion or kind")
+            continue
+        if kind == "Kustomization":
+            continue
+        if not (doc.get("metadata") or {}).get("name"):
+            errors.append(f"{kind} without metadata.name")
+        spec = (doc.get("spec") or {}).get("template", {}).get("spec")
+        if kind in ("Deployment", "Job") and spec:
+            if not (spec.get("securityContext") or {}).get("runAsNonRoot"):
+                errors.append(f"{kind} {doc['metadata'].get('name')}: pods must run as non-root")
+            for c in spec.get("containers", []):
+                if ":latest" in c.get("image", "") and not c["image"].endswith(":latest-release"):
+                    errors.append(f"{kind}: container {c.get('name')} uses a :latest image")
+                if kind == "Deployment" and c.get("ports") and not c.get("readinessProbe"):
+                    errors.append(f"{kind}: container {c.get('name')} serves ports without a readinessProbe")
+
+
+{"dockerfile": dockerfile, "compose": compose, "kubernetes": kubernetes}[kind](path)
 for error in errors:
     print(f"{path}: {error}")
 sys.exit(1 if errors else 0)
@@ -302,6 +329,12 @@ else
   FAILED+=("docker-compose.yml (missing)")
   log "  FAIL  missing            docker-compose.yml"
 fi
+
+# Kubernetes manifests --------------------------------------------------------------------------
+shopt -s nullglob globstar
+for f in deploy/k8s/**/*.yaml; do
+  run_check "k8s-policy" "$f" policy kubernetes "$f"
+done
 
 # Workflows -----------------------------------------------------------------------------------
 shopt -s nullglob

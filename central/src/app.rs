@@ -93,6 +93,7 @@ pub async fn run_server(config: Config, with_workers: bool) -> anyhow::Result<()
     cancel_on_signal(shutdown.clone());
 
     let workers = with_workers.then(|| tokio::spawn(workers::run(state.clone(), shutdown.clone())));
+    state.config.replication.require_tls()?;
     crate::replication::ensure_dev_certs(&state.config.replication)?;
     let edges = crate::replication::server::listen(&state.config.replication)?;
     let replication = tokio::spawn(crate::replication::server::run(

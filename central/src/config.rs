@@ -88,6 +88,8 @@ pub struct ReplicationConfig {
     pub key_path: std::path::PathBuf,
     /// Whether missing certificates may be created (development only).
     pub create_dev_certs: bool,
+    /// In staging and production, the first certificate variable not set (checked by `serve`).
+    pub missing_tls: Option<&'static str>,
     /// How many changes the outbox keeps for edges to resume from (`REPLICATION_RETAIN_CHANGES`);
     /// an edge further behind gets a snapshot.
     pub retain_changes: i64,
@@ -178,6 +180,19 @@ pub struct LogConfig {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+impl ReplicationConfig {
+    /// Stops `serve` when the listener's certificates are not configured where they must be.
+    pub fn require_tls(&self) -> Result<(), ConfigError> {
+        match self.missing_tls {
+            Some(name) => Err(ConfigError::new(
+                name,
+                "es obligatoria en este entorno para `serve`",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Development-only secrets. They are public, so production refuses to start without real ones.
@@ -279,20 +294,15 @@ impl Config {
             vars.get("REPLICATION_TLS_CERT"),
             vars.get("REPLICATION_TLS_KEY"),
         ];
-        if strict {
-            for (name, value) in [
-                "REPLICATION_TLS_CA",
-                "REPLICATION_TLS_CERT",
-                "REPLICATION_TLS_KEY",
-            ]
-            .iter()
-            .zip(&tls_paths)
-            {
-                if value.is_none() {
-                    return Err(ConfigError::new(name, "es obligatoria en este entorno"));
-                }
-            }
-        }
+        // Only `serve` runs the listener, so it checks these (see `ReplicationConfig::require_tls`).
+        let missing_tls = [
+            "REPLICATION_TLS_CA",
+            "REPLICATION_TLS_CERT",
+            "REPLICATION_TLS_KEY",
+        ]
+        .into_iter()
+        .zip(&tls_paths)
+        .find_map(|(name, value)| value.is_none().then_some(name));
         let create_dev_certs = !strict && tls_paths.iter().all(Option::is_none);
         let [ca, cert, key] = tls_paths;
         let replication = ReplicationConfig {
@@ -305,6 +315,7 @@ impl Config {
                 .unwrap_or_else(|| ".dev/certs/central.key".into())
                 .into(),
             create_dev_certs,
+            missing_tls: if strict { missing_tls } else { None },
             retain_changes: vars.parse_in(
                 "REPLICATION_RETAIN_CHANGES",
                 100_000,
@@ -592,9 +603,6 @@ mod tests {
             "LICENSE_SIGNING_KEY",
             "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100",
         ),
-        ("REPLICATION_TLS_CA", "/etc/celaest/ca.pem"),
-        ("REPLICATION_TLS_CERT", "/etc/celaest/central.pem"),
-        ("REPLICATION_TLS_KEY", "/etc/celaest/central.key"),
     ];
 
     #[test]
@@ -666,6 +674,26 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(b64.security.encryption_key.expose_secret()[31], 31);
+    }
+
+    #[test]
+    fn production_serve_needs_the_replication_certificates() {
+        let config = load(PRODUCTION).unwrap();
+        assert_eq!(
+            config.replication.require_tls().unwrap_err().variable,
+            "REPLICATION_TLS_CA"
+        );
+        let mut with_tls = PRODUCTION.to_vec();
+        with_tls.extend([
+            ("REPLICATION_TLS_CA", "/etc/celaest/ca.pem"),
+            ("REPLICATION_TLS_CERT", "/etc/celaest/central.pem"),
+            ("REPLICATION_TLS_KEY", "/etc/celaest/central.key"),
+        ]);
+        assert!(load(&with_tls).unwrap().replication.require_tls().is_ok());
+        assert!(
+            load(&[]).unwrap().replication.require_tls().is_ok(),
+            "development makes its own"
+        );
     }
 
     #[test]
