@@ -281,12 +281,14 @@ impl Config {
                 .get("LICENSE_SIGNING_PREVIOUS_KEYS")
                 .unwrap_or_default(),
         ) {
-            previous_signing_keys.push(decode_base64(raw.as_bytes()).ok_or_else(|| {
-                ConfigError::new(
-                    "LICENSE_SIGNING_PREVIOUS_KEYS",
-                    "se esperaban claves públicas Ed25519 en base64url",
-                )
-            })?);
+            previous_signing_keys.push(celaest_protocol::signing::parse_key32(&raw).ok_or_else(
+                || {
+                    ConfigError::new(
+                        "LICENSE_SIGNING_PREVIOUS_KEYS",
+                        "se esperaban claves públicas Ed25519 en base64url",
+                    )
+                },
+            )?);
         }
 
         let tls_paths: [Option<String>; 3] = [
@@ -520,52 +522,8 @@ fn parse_encryption_key(raw: &SecretString) -> Result<Arc<SecretBox<[u8; 32]>>, 
 
 /// Accepts a 32-byte key as raw text, 64 hex characters, or base64.
 fn parse_key32(name: &'static str, raw: &SecretString) -> Result<[u8; 32], ConfigError> {
-    let raw = raw.expose_secret().as_bytes();
-    let bytes: Option<[u8; 32]> = if raw.len() == 32 {
-        raw.try_into().ok()
-    } else if raw.len() == 64 {
-        decode_hex(raw)
-    } else {
-        decode_base64(raw)
-    };
-    bytes.ok_or_else(|| ConfigError::new(name, "se esperaban 32 bytes (texto, 64 hex o base64)"))
-}
-
-fn decode_hex(raw: &[u8]) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    for (i, pair) in raw.chunks_exact(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        *out.get_mut(i)? = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
-
-fn decode_base64(raw: &[u8]) -> Option<[u8; 32]> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let digits: Vec<u8> = raw
-        .iter()
-        .filter(|&&c| c != b'=')
-        .map(|&c| match c {
-            b'-' => Some(62),
-            b'_' => Some(63),
-            _ => ALPHABET
-                .iter()
-                .position(|&a| a == c)
-                .and_then(|p| u8::try_from(p).ok()),
-        })
-        .collect::<Option<_>>()?;
-    let mut bits: u32 = 0;
-    let mut nbits = 0;
-    let mut out = Vec::with_capacity(32);
-    for d in digits {
-        bits = (bits << 6) | u32::from(d);
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push(u8::try_from((bits >> nbits) & 0xff).ok()?);
-        }
-    }
-    out.try_into().ok()
+    celaest_protocol::signing::parse_key32(raw.expose_secret())
+        .ok_or_else(|| ConfigError::new(name, "se esperaban 32 bytes (texto, 64 hex o base64)"))
 }
 
 #[cfg(test)]

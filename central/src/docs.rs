@@ -76,6 +76,17 @@ fn error_code_schema() -> ObjectBuilder {
         .description(Some("Stable error code"))
 }
 
+/// One offending field of a `VALIDATION_FAILED` error (`details.fields[]`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorDoc {
+    /// Dotted path of the field, e.g. `items[0].license_key`.
+    pub field: String,
+    /// `REQUIRED`, `INVALID_TYPE`, `UNKNOWN_FIELD`, `INVALID_FORMAT`, `TOO_SHORT`, `TOO_LONG`,
+    /// `OUT_OF_RANGE`, `NOT_ONE_OF`, or a module's own.
+    pub code: String,
+    pub message: String,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -91,7 +102,7 @@ fn error_code_schema() -> ObjectBuilder {
         (name = "products", description = "MODULO 7: categories and products"),
         (name = "edges", description = "The edge fleet fed by central over QUIC"),
     ),
-    components(schemas(ApiErrorBody, ApiErrorDetail, PageMeta, crate::http::validate::FieldErrorBody)),
+    components(schemas(ApiErrorBody, ApiErrorDetail, PageMeta, FieldErrorDoc)),
     modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;

@@ -10,7 +10,6 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use base64::Engine;
 use celaest_protocol::{ChecksumKey, signing::SigningKey};
 use ipnetwork::IpNetwork;
 
@@ -224,13 +223,16 @@ impl EdgeConfig {
         let checksum = ChecksumKey::new(checksum_secret.as_bytes()).map_err(|_| {
             ConfigError::new("LICENSE_CHECKSUM_SECRET", "debe tener al menos 32 bytes")
         })?;
-        let seed = parse_key32(&required("LICENSE_SIGNING_KEY", dev::LICENSE_SIGNING_KEY)?)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "LICENSE_SIGNING_KEY",
-                    "se esperaban 32 bytes (texto, 64 hex o base64)",
-                )
-            })?;
+        let seed = celaest_protocol::signing::parse_key32(&required(
+            "LICENSE_SIGNING_KEY",
+            dev::LICENSE_SIGNING_KEY,
+        )?)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "LICENSE_SIGNING_KEY",
+                "se esperaban 32 bytes (texto, 64 hex o base64)",
+            )
+        })?;
         let signing = SigningKey::from_seed(&seed)
             .map_err(|_| ConfigError::new("LICENSE_SIGNING_KEY", "no es una clave Ed25519"))?;
 
@@ -355,28 +357,9 @@ fn split_list(raw: &str) -> Vec<String> {
 
 /// A 32-byte key as central reads it: 32 bytes of text, 64 hex digits, or base64 (standard or
 /// URL-safe, padded or not).
-fn parse_key32(raw: &str) -> Option<[u8; 32]> {
-    let bytes = raw.as_bytes();
-    if bytes.len() == 32 {
-        return bytes.try_into().ok();
-    }
-    if bytes.len() == 64 {
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
-        return Some(out);
-    }
-    let unpadded = raw.trim_end_matches('=');
-    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(unpadded)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded))
-        .ok()?;
-    decoded.try_into().ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use std::collections::HashMap;
 
     use super::*;
@@ -428,13 +411,17 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(seed);
         let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seed);
         for raw in [hex, b64, url] {
-            assert_eq!(parse_key32(&raw), Some(seed), "{raw}");
+            assert_eq!(
+                celaest_protocol::signing::parse_key32(&raw),
+                Some(seed),
+                "{raw}"
+            );
         }
         assert_eq!(
-            parse_key32("0123456789abcdef0123456789abcdef"),
+            celaest_protocol::signing::parse_key32("0123456789abcdef0123456789abcdef"),
             Some(*b"0123456789abcdef0123456789abcdef")
         );
-        assert_eq!(parse_key32("short"), None);
+        assert_eq!(celaest_protocol::signing::parse_key32("short"), None);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! Everything here is plain data with serde and functions over it, so that both processes answer
 //! with exactly the same shapes and the same decisions.
 
+pub mod client_ip;
 pub mod codes;
 pub mod collision;
 pub mod envelope;
 mod hex;
+pub mod input;
 pub mod lang;
 pub mod license_key;
 pub mod replication;

@@ -475,6 +475,29 @@ impl KeyRing {
     }
 }
 
+/// Reads 32 bytes of key material as operators write it in configuration: 32 raw characters, 64
+/// hex digits, or base64 (standard or URL-safe, padded or not). `None` for anything else.
+pub fn parse_key32(raw: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let bytes = raw.as_bytes();
+    if bytes.len() == 32 {
+        return bytes.try_into().ok();
+    }
+    if bytes.len() == 64 {
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        return Some(out);
+    }
+    let unpadded = raw.trim_end_matches('=');
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(unpadded)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded))
+        .ok()?;
+    decoded.try_into().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use ring::rand::SystemRandom;

@@ -468,6 +468,40 @@ impl ValidationAnswer {
     }
 }
 
+/// Most validations one batch request may carry.
+pub const BATCH_MAX: usize = 100;
+
+/// The field limits of a validation request (prefix `items[3].` inside a batch) — the same at
+/// central and at every edge. A request within them is always answered 200 with a verdict.
+pub fn check_request_fields(
+    errors: &mut crate::input::FieldErrors,
+    prefix: &str,
+    request: &ValidateRequest,
+) {
+    errors.text(&format!("{prefix}license_key"), &request.license_key, 1, 64);
+    errors.text(&format!("{prefix}ip_address"), &request.ip_address, 1, 64);
+    errors.opt_text(
+        &format!("{prefix}device_info"),
+        request.device_info.as_deref(),
+        0,
+        512,
+    );
+    errors.opt_text(&format!("{prefix}nonce"), request.nonce.as_deref(), 1, 256);
+}
+
+/// The size limit of a batch.
+pub fn check_batch_size(errors: &mut crate::input::FieldErrors, items: usize) {
+    if items == 0 || items > BATCH_MAX {
+        errors.add(
+            "items",
+            crate::input::FieldProblem::OutOfRange {
+                min: 1,
+                max: BATCH_MAX as i64,
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

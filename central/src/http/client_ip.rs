@@ -1,6 +1,6 @@
-//! The client's IP address: the connection's peer, or — when the peer is a trusted proxy
-//! (loopback plus `TRUSTED_PROXIES`) — the nearest untrusted address in `X-Forwarded-For`,
-//! read from the right so a client cannot forge its way past the proxies we run.
+//! The client's IP address, by the rule of `celaest_protocol::client_ip` (shared with the edge):
+//! the peer, or behind a trusted proxy (loopback plus `TRUSTED_PROXIES`) the nearest untrusted
+//! hop of `X-Forwarded-For`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,62 +46,11 @@ pub fn client_ip_of(
 }
 
 fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnetwork::IpNetwork]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .copied()
-        .find(|ip| !is_trusted(*ip))
-        .or_else(|| hops.first().copied())
-        .unwrap_or(peer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn trusted() -> Vec<ipnetwork::IpNetwork> {
-        vec![
-            "127.0.0.0/8".parse().unwrap(),
-            "10.0.0.0/8".parse().unwrap(),
-        ]
-    }
-
-    fn headers(xff: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", xff.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(resolve(peer, &headers("1.2.3.4"), &trusted()), peer);
-    }
-
-    #[test]
-    fn behind_trusted_proxies_the_nearest_untrusted_hop_counts() {
-        let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let h = headers("6.6.6.6, 198.51.100.7, 10.1.2.3");
-        assert_eq!(
-            resolve(peer, &h, &trusted()),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn a_trusted_peer_without_forwarding_is_the_client() {
-        let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(resolve(peer, &HeaderMap::new(), &trusted()), peer);
-        assert_eq!(resolve(peer, &headers("garbage"), &trusted()), peer);
-    }
+        .filter_map(|v| v.to_str().ok());
+    celaest_protocol::client_ip::resolve(peer, forwarded, |ip| {
+        trusted.iter().any(|net| net.contains(ip))
+    })
 }

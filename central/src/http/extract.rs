@@ -14,8 +14,9 @@ use serde_json::json;
 use super::{
     codes::ErrorCode,
     error::Error,
-    validate::{FieldErrors, FieldProblem, Validate},
+    validate::{FieldErrors, Validate},
 };
+use celaest_protocol::input::{JsonProblem, describe_data_error};
 
 /// A JSON body that deserialized and passed its [`Validate`] rules.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,70 +87,13 @@ fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
 
 /// Deserializes JSON, telling broken syntax (400) from well-formed JSON of the wrong shape (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        json_error(&path, &err.into_inner())
-    })?;
-    // Anything after the value (`{...} trailing`) is broken syntax too.
-    de.end().map_err(|e| json_error(".", &e))?;
-    Ok(value)
-}
-
-fn json_error(path: &str, err: &serde_json::Error) -> Error {
-    match err.classify() {
-        serde_json::error::Category::Data => {
-            let (field, problem) = describe_data_error(path, &err.to_string());
-            Error::Validation(FieldErrors::single(field, problem))
-        }
-        _ => Error::with_details(
+    celaest_protocol::input::parse_json(bytes).map_err(|problem| match problem {
+        JsonProblem::Malformed { line, column } => Error::with_details(
             ErrorCode::MalformedJson,
-            json!({ "line": err.line(), "column": err.column() }),
+            json!({ "line": line, "column": column }),
         ),
-    }
-}
-
-/// Turns serde's message for a data error into a field path and a problem.
-fn describe_data_error(path: &str, message: &str) -> (String, FieldProblem) {
-    let join = |name: &str| {
-        if path == "." || path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
-    let field = if path == "." {
-        String::new()
-    } else {
-        path.to_owned()
-    };
-    if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
-        return (join(&name), FieldProblem::Required);
-    }
-    if let Some(name) = message.strip_prefix("unknown field ").and_then(quoted) {
-        // The path already ends at the unknown field.
-        let at_field = path.rsplit('.').next() == Some(name.as_str());
-        return (
-            if at_field {
-                path.to_owned()
-            } else {
-                join(&name)
-            },
-            FieldProblem::Unknown,
-        );
-    }
-    let expected = message
-        .split(", expected ")
-        .nth(1)
-        .map(|e| e.split(" at line ").next().unwrap_or(e).to_owned())
-        .unwrap_or_else(|| "a valid value".into());
-    let field = if field.is_empty() {
-        "body".into()
-    } else {
-        field
-    };
-    (field, FieldProblem::InvalidType { expected })
+        JsonProblem::Fields(fields) => Error::Validation(fields),
+    })
 }
 
 /// Query-string parameters, with a 422 naming the parameter that did not parse.

@@ -14,7 +14,7 @@ use axum::{
 use celaest_protocol::{
     SuccessEnvelope, ValidateRequest, ValidationAnswer,
     signing::{JwkSet, KeyRing, SIGNATURE_HEADER},
-    validation::parse_ip,
+    validation::{check_batch_size, check_request_fields, parse_ip},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,8 +39,7 @@ use crate::{
     users::ListQueryDoc,
 };
 
-/// Most validations one batch request may carry.
-pub const BATCH_MAX: usize = 100;
+pub use celaest_protocol::validation::BATCH_MAX;
 pub const LICENSE_STATUSES: &[&str] = &["active", "suspended", "revoked", "expired"];
 
 /// Routes for licensed software: no credentials, limited per client IP.
@@ -381,19 +380,6 @@ async fn delete_license(
 
 // ----- validation -------------------------------------------------------------------------
 
-/// Limits of a validation request's fields (a well-formed request is answered 200 either way).
-fn validate_request(errors: &mut FieldErrors, prefix: &str, r: &ValidateRequest) {
-    errors.text(&format!("{prefix}license_key"), &r.license_key, 1, 64);
-    errors.text(&format!("{prefix}ip_address"), &r.ip_address, 1, 64);
-    errors.opt_text(
-        &format!("{prefix}device_info"),
-        r.device_info.as_deref(),
-        0,
-        512,
-    );
-    errors.opt_text(&format!("{prefix}nonce"), r.nonce.as_deref(), 1, 256);
-}
-
 /// `POST /api/licenses/validate`'s body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -420,7 +406,7 @@ impl From<ValidateBody> for ValidateRequest {
 
 impl Validate for ValidateBody {
     fn validate(&self, errors: &mut FieldErrors) {
-        validate_request(errors, "", &self.clone().into());
+        check_request_fields(errors, "", &self.clone().into());
     }
 }
 
@@ -433,17 +419,9 @@ pub struct BatchBody {
 
 impl Validate for BatchBody {
     fn validate(&self, errors: &mut FieldErrors) {
-        if self.items.is_empty() || self.items.len() > BATCH_MAX {
-            errors.add(
-                "items",
-                FieldProblem::OutOfRange {
-                    min: 1,
-                    max: i64::try_from(BATCH_MAX).unwrap_or(100),
-                },
-            );
-        }
+        check_batch_size(errors, self.items.len());
         for (i, item) in self.items.iter().enumerate() {
-            validate_request(errors, &format!("items[{i}]."), &item.clone().into());
+            check_request_fields(errors, &format!("items[{i}]."), &item.clone().into());
         }
     }
 }

@@ -4,24 +4,24 @@
 //! 422 `VALIDATION_FAILED` with `details.fields` — `[{field, code, message}]` in the caller's
 //! language — for wrong types, unknown fields and out-of-range values.
 //!
-//! Central's versions live in `central/src/http/{extract,validate}.rs` and
-//! `central/src/licensing/mod.rs`; the edge cannot depend on central, so the few rules the
-//! validation bodies use are written again here, message for message, and the contract tests
-//! hold both to the same answers.
+//! The rules themselves — field limits, messages, how broken JSON is told from a wrong shape —
+//! live in `celaest_protocol` (`input`, `validation`), shared with central; this module is the
+//! edge's axum glue around them.
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
     http::{StatusCode, header},
 };
-use celaest_protocol::{ErrorCode, Lang, ValidateRequest};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use celaest_protocol::{
+    ErrorCode, Lang, ValidateRequest,
+    input::{FieldErrors, JsonProblem, Validate},
+    validation::{check_batch_size, check_request_fields},
+};
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::EdgeError;
-
-/// Most validations one batch request may carry (central's `BATCH_MAX`).
-pub const BATCH_MAX: usize = 100;
 
 /// `POST /api/licenses/validate`'s body, as central declares it.
 #[derive(Clone, Deserialize)]
@@ -51,156 +51,17 @@ pub struct BatchBody {
     pub items: Vec<ValidateBody>,
 }
 
-/// Rules beyond the types, checked once a body deserialized.
-pub trait Validate {
-    fn validate(&self, errors: &mut FieldErrors);
-}
-
 impl Validate for ValidateBody {
     fn validate(&self, errors: &mut FieldErrors) {
-        validate_request(errors, "", self);
+        check_request_fields(errors, "", &self.clone().into());
     }
 }
 
 impl Validate for BatchBody {
     fn validate(&self, errors: &mut FieldErrors) {
-        if self.items.is_empty() || self.items.len() > BATCH_MAX {
-            errors.add(
-                "items",
-                FieldProblem::OutOfRange {
-                    min: 1,
-                    max: BATCH_MAX,
-                },
-            );
-        }
+        check_batch_size(errors, self.items.len());
         for (i, item) in self.items.iter().enumerate() {
-            validate_request(errors, &format!("items[{i}]."), item);
-        }
-    }
-}
-
-/// Central's field limits of a validation request.
-fn validate_request(errors: &mut FieldErrors, prefix: &str, r: &ValidateBody) {
-    errors.text(&format!("{prefix}license_key"), &r.license_key, 1, 64);
-    errors.text(&format!("{prefix}ip_address"), &r.ip_address, 1, 64);
-    if let Some(device) = &r.device_info {
-        errors.text(&format!("{prefix}device_info"), device, 0, 512);
-    }
-    if let Some(nonce) = &r.nonce {
-        errors.text(&format!("{prefix}nonce"), nonce, 1, 256);
-    }
-}
-
-/// What is wrong with one field (the subset of central's problems these bodies can have).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldProblem {
-    Required,
-    InvalidType { expected: String },
-    Unknown,
-    InvalidFormat { expected: &'static str },
-    TooShort { min: usize },
-    TooLong { max: usize },
-    OutOfRange { min: usize, max: usize },
-}
-
-impl FieldProblem {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Required => "REQUIRED",
-            Self::InvalidType { .. } => "INVALID_TYPE",
-            Self::Unknown => "UNKNOWN_FIELD",
-            Self::InvalidFormat { .. } => "INVALID_FORMAT",
-            Self::TooShort { .. } => "TOO_SHORT",
-            Self::TooLong { .. } => "TOO_LONG",
-            Self::OutOfRange { .. } => "OUT_OF_RANGE",
-        }
-    }
-
-    pub fn message(&self, lang: Lang) -> String {
-        match (self, lang) {
-            (Self::Required, Lang::Es) => "es obligatorio".into(),
-            (Self::Required, Lang::En) => "is required".into(),
-            (Self::InvalidType { expected }, Lang::Es) => {
-                format!("tipo inválido, se esperaba {expected}")
-            }
-            (Self::InvalidType { expected }, Lang::En) => {
-                format!("invalid type, expected {expected}")
-            }
-            (Self::Unknown, Lang::Es) => "campo no admitido".into(),
-            (Self::Unknown, Lang::En) => "field not accepted".into(),
-            (Self::InvalidFormat { expected }, Lang::Es) => {
-                format!("formato inválido, se esperaba {expected}")
-            }
-            (Self::InvalidFormat { expected }, Lang::En) => {
-                format!("invalid format, expected {expected}")
-            }
-            (Self::TooShort { min }, Lang::Es) => format!("debe tener al menos {min} caracteres"),
-            (Self::TooShort { min }, Lang::En) => format!("must be at least {min} characters long"),
-            (Self::TooLong { max }, Lang::Es) => format!("debe tener como máximo {max} caracteres"),
-            (Self::TooLong { max }, Lang::En) => format!("must be at most {max} characters long"),
-            (Self::OutOfRange { min, max }, Lang::Es) => format!("debe estar entre {min} y {max}"),
-            (Self::OutOfRange { min, max }, Lang::En) => format!("must be between {min} and {max}"),
-        }
-    }
-}
-
-/// The problems of one request, the first per field, in the order found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldErrors {
-    entries: Vec<(String, FieldProblem)>,
-}
-
-/// One offending field in `error.details.fields`.
-#[derive(Debug, Serialize)]
-pub struct FieldErrorBody {
-    pub field: String,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl FieldErrors {
-    pub fn add(&mut self, field: impl Into<String>, problem: FieldProblem) {
-        let field = field.into();
-        if !self.entries.iter().any(|(f, _)| *f == field) {
-            self.entries.push((field, problem));
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn render(&self, lang: Lang) -> Vec<FieldErrorBody> {
-        self.entries
-            .iter()
-            .map(|(field, problem)| FieldErrorBody {
-                field: field.clone(),
-                code: problem.code(),
-                message: problem.message(lang),
-            })
-            .collect()
-    }
-
-    /// A required text: trimmed length within `min..=max` characters, and no control
-    /// characters but tab and line breaks.
-    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        let len = value.trim().chars().count();
-        if value
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-        {
-            self.add(
-                field,
-                FieldProblem::InvalidFormat {
-                    expected: "text without control characters",
-                },
-            );
-        } else if len == 0 && min > 0 {
-            self.add(field, FieldProblem::Required);
-        } else if len < min {
-            self.add(field, FieldProblem::TooShort { min });
-        } else if len > max {
-            self.add(field, FieldProblem::TooLong { max });
+            check_request_fields(errors, &format!("items[{i}]."), &item.clone().into());
         }
     }
 }
@@ -288,65 +149,13 @@ fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
 
 /// Deserializes JSON, telling broken syntax (400) from well-formed JSON of the wrong shape (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InputError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        json_error(&path, &err.into_inner())
-    })?;
-    // Anything after the value (`{...} trailing`) is broken syntax too.
-    de.end().map_err(|e| json_error(".", &e))?;
-    Ok(value)
-}
-
-fn json_error(path: &str, err: &serde_json::Error) -> InputError {
-    match err.classify() {
-        serde_json::error::Category::Data => {
-            let (field, problem) = describe_data_error(path, &err.to_string());
-            let mut errors = FieldErrors::default();
-            errors.add(field, problem);
-            InputError::Fields(errors)
-        }
-        _ => InputError::Code(
+    celaest_protocol::input::parse_json(bytes).map_err(|problem| match problem {
+        JsonProblem::Malformed { line, column } => InputError::Code(
             ErrorCode::MalformedJson,
-            json!({ "line": err.line(), "column": err.column() }),
+            json!({ "line": line, "column": column }),
         ),
-    }
-}
-
-/// Turns serde's message for a data error into a field path and a problem (as central does).
-fn describe_data_error(path: &str, message: &str) -> (String, FieldProblem) {
-    let join = |name: &str| {
-        if path == "." || path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
-    if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
-        return (join(&name), FieldProblem::Required);
-    }
-    if let Some(name) = message.strip_prefix("unknown field ").and_then(quoted) {
-        // The path already ends at the unknown field.
-        let at_field = path.rsplit('.').next() == Some(name.as_str());
-        let field = if at_field {
-            path.to_owned()
-        } else {
-            join(&name)
-        };
-        return (field, FieldProblem::Unknown);
-    }
-    let expected = message
-        .split(", expected ")
-        .nth(1)
-        .map(|e| e.split(" at line ").next().unwrap_or(e).to_owned())
-        .unwrap_or_else(|| "a valid value".into());
-    let field = if path == "." || path.is_empty() {
-        "body".to_owned()
-    } else {
-        path.to_owned()
-    };
-    (field, FieldProblem::InvalidType { expected })
+        JsonProblem::Fields(fields) => InputError::Fields(fields),
+    })
 }
 
 #[cfg(test)]
@@ -460,12 +269,5 @@ mod tests {
             vec![("items[0].ip_address".to_owned(), "REQUIRED")]
         );
         assert!(checked::<BatchBody>(&format!(r#"{{"items":[{item}]}}"#)).is_ok());
-    }
-
-    #[test]
-    fn messages_follow_the_language() {
-        let p = FieldProblem::OutOfRange { min: 1, max: 100 };
-        assert_eq!(p.message(Lang::Es), "debe estar entre 1 y 100");
-        assert_eq!(p.message(Lang::En), "must be between 1 and 100");
     }
 }
