@@ -61,8 +61,12 @@ sqlx-prepare: ## Regenerate the sqlx offline cache (.sqlx/) against a scratch da
 		$(CARGO) check --workspace --all-targets
 
 .PHONY: bench
-bench: ## Run the benchmarks against the baseline server (see bench/README.md)
+bench: ## Quick benchmarks next to the baseline server: bench/results/latest.md (bench/README.md)
 	bash bench/run.sh
+
+.PHONY: bench-full
+bench-full: ## make bench plus the million-license runs (memory, start-up, validation)
+	bash bench/run.sh --full
 
 .PHONY: coverage
 coverage: ## Test coverage report (installs cargo-llvm-cov if missing)

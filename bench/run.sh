@@ -1,55 +1,70 @@
 #!/usr/bin/env bash
-# `make bench`: central next to the baseline server, same load tool, same run.
+# `make bench` (quick, a few minutes once built) and `make bench-full` (adds the million-license
+# runs): every benchmark of bench/README.md, end to end, on a fresh clone.
 #
-# Today this measures the cost of central's HTTP stack (request id, language, access log, CORS,
-# compression, timeout, envelope) on GET /health/live against the bare baseline server on the same
-# machine. The licensing and edge issues add validation workloads at fixed request rates (open
-# loop), propagation time and memory per license; see bench/README.md.
+#   bench/run.sh [--full] [extra options of `celaest-bench run`]
 #
-# Settings: BENCH_DURATION (default 10s), BENCH_CONNECTIONS (default 32).
+# 1. makes sure PostgreSQL and Redis answer (scripts/services.sh; stops afterwards only what it
+#    started), and installs wrk from Debian for the cross-check when it is missing and it can;
+# 2. builds celaest-central, celaest-edge and celaest-bench in release, into their own target
+#    directory (target/bench unless CARGO_TARGET_DIR is set) so a development build is not locked;
+# 3. runs the protocol micro benchmarks briefly (criterion; BENCH_MICRO=0 skips them);
+# 4. runs `celaest-bench run`: a fresh database `celaest_bench` seeded with licenses, the baseline
+#    server, central and two edges as processes, every scenario, and the report in
+#    bench/results/latest.md and latest.json (also printed). Everything it starts, it stops.
+#
+# Settings (environment): BENCH_DURATION, BENCH_WARMUP (seconds per run), BENCH_CONNECTIONS,
+# BENCH_FIXED_RATE_CONNECTIONS, BENCH_LICENSES, BENCH_FULL_LICENSES, BENCH_CENTRAL_RATE,
+# BENCH_REVOCATIONS, BENCH_LOG_LEVEL, BENCH_KEEP_DB, BENCH_MICRO; DATABASE_URL and REDIS_URL.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration="${BENCH_DURATION:-10s}"
-connections="${BENCH_CONNECTIONS:-32}"
+run_args=()
+if [[ "${1:-}" == "--full" ]]; then
+  run_args+=(--full)
+  shift
+fi
+run_args+=("$@")
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/bench}"
+export SQLX_OFFLINE="${SQLX_OFFLINE:-true}"
+bin_dir="$CARGO_TARGET_DIR/release"
+cargo="${CARGO:-cargo}"
+
+say() { echo "bench: $*" >&2; }
 
 if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk (Debian package)" >&2
-  { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing wrk (Debian package) for the cross-check"
+    { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 \
+      || say "could not install wrk; the cross-check is skipped"
+  else
+    say "wrk is not installed (apt-get install wrk); the cross-check is skipped"
+  fi
 fi
 
+# Stop afterwards only what this run started: services already running belong to someone else.
+started_file=target/services/started
+lines_before=0
+[[ -f "$started_file" ]] && lines_before="$(wc -l <"$started_file")"
 scripts/services.sh up
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; scripts/services.sh down; }
-trap cleanup EXIT
+lines_after=0
+[[ -f "$started_file" ]] && lines_after="$(wc -l <"$started_file")"
+if ((lines_after > lines_before)); then
+  trap 'scripts/services.sh down' EXIT
+fi
 
-cargo build -q --release -p celaest-central -p celaest-bench
-target/release/celaest-central migrate
+say "building release binaries into ${CARGO_TARGET_DIR#"$PWD"/}"
+"$cargo" build --release --locked -p celaest-central -p celaest-edge -p celaest-bench
 
-target/release/baseline-server 127.0.0.1:9090 & pids+=($!)
-APP_HOST=127.0.0.1 APP_PORT=9091 LOG_LEVEL=warn target/release/celaest-central serve & pids+=($!)
-for port in 9090 9091; do
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-done
+micro_args=()
+if [[ "${BENCH_MICRO:-1}" != 0 ]]; then
+  say "micro benchmarks (criterion, brief)"
+  rm -rf "$CARGO_TARGET_DIR/criterion"
+  # Criterion prints its progress on stdout; the report carries the medians.
+  "$cargo" bench --locked -p celaest-bench --bench protocol -- \
+    --warm-up-time 0.5 --measurement-time 1.5 --nresamples 10000 --noplot >&2
+  micro_args=(--micro-dir "$CARGO_TARGET_DIR/criterion")
+fi
 
-cat >target/bench-post.lua <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"license_key":"CELAEST-MKT-A8F9D2E1-7B3C","ip_address":"203.0.113.7","device_info":"bench"}'
-LUA
-
-run() { # name url [script]
-  local out
-  out=$(wrk -t2 -c"$connections" -d"$duration" --latency ${3:+-s "$3"} "$2")
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  printf '%-28s %12s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99"
-  echo "$rps"
-}
-
-echo "wrk -t2 -c$connections -d$duration on $(nproc) cores ($(date -u +%FT%TZ))"
-base=$(run "baseline POST (ceiling)" http://127.0.0.1:9090/api/licenses/validate target/bench-post.lua | tee /dev/stderr | tail -1)
-central=$(run "central GET /health/live" http://127.0.0.1:9091/health/live | tee /dev/stderr | tail -1)
-awk -v c="$central" -v b="$base" 'BEGIN { printf "central / baseline throughput: %.2f\n", c / b }'
+"$bin_dir/celaest-bench" run --bin-dir "$bin_dir" "${micro_args[@]}" "${run_args[@]}"

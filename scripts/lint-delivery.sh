@@ -348,7 +348,7 @@ for f in "${workflows[@]}"; do
 done
 
 # Shell scripts -------------------------------------------------------------------------------
-scripts=(scripts/*.sh)
+scripts=(scripts/*.sh bench/*.sh)
 [[ -f .ci/run ]] && scripts+=(.ci/run)
 for f in "${scripts[@]}"; do
   run_check "shellcheck" "$f" shellcheck --severity=warning "$f"

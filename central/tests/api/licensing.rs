@@ -802,6 +802,25 @@ async fn clients_see_their_own_licenses_and_viewers_never_see_keys(db: PgPool) {
         )
         .await;
     assert_eq!(filtered.json["meta"]["total"], 4);
+    let by_code =
+        f.id.send(
+            Some(&viewer),
+            Method::GET,
+            "/api/licenses?product_code=MKT",
+            None,
+        )
+        .await;
+    assert_eq!(by_code.json["meta"]["total"], 4);
+    assert_eq!(by_code.json["data"].as_array().unwrap().len(), 4);
+    let other_code =
+        f.id.send(
+            Some(&viewer),
+            Method::GET,
+            "/api/licenses?product_code=NONE",
+            None,
+        )
+        .await;
+    assert_eq!(other_code.json["meta"]["total"], 0);
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
