@@ -17,6 +17,8 @@ pub enum FieldProblem {
     },
     /// A field the endpoint does not accept.
     Unknown,
+    /// A reference to something that does not exist (a product, an organization, …).
+    NotFound,
     InvalidFormat {
         expected: &'static str,
     },
@@ -53,6 +55,7 @@ impl FieldProblem {
             Self::TooLong { .. } => "TOO_LONG",
             Self::OutOfRange { .. } => "OUT_OF_RANGE",
             Self::NotOneOf { .. } => "NOT_ONE_OF",
+            Self::NotFound => "NOT_FOUND",
             Self::Custom { code, .. } => code,
         }
     }
@@ -87,6 +90,8 @@ impl FieldProblem {
             (Self::NotOneOf { allowed }, Lang::En) => {
                 format!("must be one of: {}", allowed.join(", "))
             }
+            (Self::NotFound, Lang::Es) => "no existe".into(),
+            (Self::NotFound, Lang::En) => "does not exist".into(),
             (Self::Custom { es, .. }, Lang::Es) => (*es).into(),
             (Self::Custom { en, .. }, Lang::En) => (*en).into(),
         }

@@ -58,16 +58,7 @@ pub async fn visible(state: &AppState, principal: &Principal, id: Uuid) -> Resul
 }
 
 fn field_not_found(field: &'static str) -> impl FnOnce() -> Error {
-    move || {
-        Error::field(
-            field,
-            FieldProblem::Custom {
-                code: "NOT_FOUND",
-                es: "no existe",
-                en: "does not exist",
-            },
-        )
-    }
+    move || Error::field(field, FieldProblem::NotFound)
 }
 
 pub async fn create(

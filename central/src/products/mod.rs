@@ -243,14 +243,7 @@ async fn save_category(
         .await
         .on_constraint("product_categories_slug_key", slug_conflict)
         .on_constraint("product_categories_parent_id_fkey", || {
-            Error::field(
-                "parent_id",
-                FieldProblem::Custom {
-                    code: "NOT_FOUND",
-                    es: "la categoría no existe",
-                    en: "the category does not exist",
-                },
-            )
+            Error::field("parent_id", FieldProblem::NotFound)
         })
         .on_constraint("product_categories_parent_id_check", || {
             Error::field(
@@ -572,14 +565,7 @@ async fn save_product(
         })
         .on_constraint("products_slug_key", slug_conflict)
         .on_constraint("products_category_id_fkey", || {
-            Error::field(
-                "category_id",
-                FieldProblem::Custom {
-                    code: "NOT_FOUND",
-                    es: "la categoría no existe",
-                    en: "the category does not exist",
-                },
-            )
+            Error::field("category_id", FieldProblem::NotFound)
         })?;
     let event = match before {
         None => {

@@ -49,6 +49,16 @@ fn ensure_scopes_within(principal: &Principal, scopes: &[String]) -> Result<()> 
     }
 }
 
+/// A primary organization named in a body must exist (422 on `organization_id` otherwise).
+async fn ensure_organization_exists(state: &AppState, organization_id: Option<Uuid>) -> Result<()> {
+    match organization_id {
+        Some(org) if !store::organization_exists(&state.db, org).await? => {
+            Err(Error::field("organization_id", FieldProblem::NotFound))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks the user is visible (else 404) and manageable (else 403).
 async fn manageable(state: &AppState, principal: &Principal, user_id: Uuid) -> Result<UserProfile> {
     let user = store::get_visible(&state.db, user_id, visibility(principal))
@@ -82,18 +92,7 @@ pub async fn create(
     meta: &RequestMeta,
 ) -> Result<UserProfile> {
     principal.ensure(principal.is_admin())?;
-    if let Some(org) = body.organization_id
-        && !store::organization_exists(&state.db, org).await?
-    {
-        return Err(Error::field(
-            "organization_id",
-            FieldProblem::Custom {
-                code: "NOT_FOUND",
-                es: "la organización no existe",
-                en: "the organization does not exist",
-            },
-        ));
-    }
+    ensure_organization_exists(state, body.organization_id).await?;
     let role = body.role.unwrap_or(Role::Client);
     let email = body.email.trim().to_lowercase();
     // Refuse a taken email before creating anything at Supabase, so a conflict leaves no orphan.
@@ -153,18 +152,7 @@ pub async fn update(
     let account_change =
         body.role.is_some() || body.is_active.is_some() || body.organization_id.is_some();
     principal.ensure(!account_change || principal.is_admin())?;
-    if let Some(org) = body.organization_id
-        && !store::organization_exists(&state.db, org).await?
-    {
-        return Err(Error::field(
-            "organization_id",
-            FieldProblem::Custom {
-                code: "NOT_FOUND",
-                es: "la organización no existe",
-                en: "the organization does not exist",
-            },
-        ));
-    }
+    ensure_organization_exists(state, body.organization_id).await?;
 
     let mut tx = state.db.begin().await?;
     let before = store::lock(&mut tx, id)

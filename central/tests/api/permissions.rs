@@ -547,6 +547,19 @@ async fn admins_create_users_through_supabase_and_delete_them_with_their_access(
         )
         .await;
     invalid.assert_error(422, "VALIDATION_FAILED");
+    let nowhere = id
+        .send(
+            Some(&admin),
+            Method::POST,
+            "/api/users",
+            Some(json!({"email": "x@example.test", "organization_id": Uuid::new_v4()})),
+        )
+        .await;
+    let field = &nowhere.assert_error(422, "VALIDATION_FAILED")["details"]["fields"][0];
+    assert_eq!(
+        (field["field"].as_str(), field["code"].as_str()),
+        (Some("organization_id"), Some("NOT_FOUND"))
+    );
 
     // Deleting a user revokes its sessions and keys.
     let victim = id.user("client").await;
