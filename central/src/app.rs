@@ -113,7 +113,9 @@ pub async fn run_server(config: Config, with_workers: bool) -> anyhow::Result<()
     shutdown.cancel();
     let _ = replication.await;
     // Every request is answered and every edge session closed: store the validations queued.
-    state.licensing.recorder.flush().await;
+    if !state.licensing.recorder.flush().await {
+        tracing::error!("some validation records could not be stored before stopping");
+    }
     if let Some(workers) = workers {
         workers.await??;
     }

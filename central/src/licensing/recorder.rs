@@ -52,7 +52,7 @@ pub struct ValidationRecord {
 
 enum Command {
     Record(Box<ValidationRecord>),
-    Flush(oneshot::Sender<()>),
+    Flush(oneshot::Sender<bool>),
 }
 
 /// The handle the request path uses: queueing never waits.
@@ -70,6 +70,7 @@ impl Recorder {
                 db,
                 redis,
                 local_windows: HashMap::new(),
+                dropped: false,
             }
             .run(rx),
         );
@@ -96,12 +97,15 @@ impl Recorder {
         }
     }
 
-    /// Waits until everything queued before this call is stored.
-    pub async fn flush(&self) {
+    /// Waits until everything queued before this call is written. `false` when some batch since
+    /// the previous flush could not be stored (it was dropped after its retries): a caller that
+    /// acknowledges records to someone else (an edge's reports) must not acknowledge them then.
+    pub async fn flush(&self) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        if self.tx.send(Command::Flush(done)).await.is_err() {
+            return false;
         }
+        wait.await.unwrap_or(false)
     }
 }
 
@@ -109,12 +113,14 @@ struct Writer {
     db: PgPool,
     redis: Redis,
     local_windows: HashMap<Uuid, CollisionWindow>,
+    /// A batch was dropped since the last flush was answered.
+    dropped: bool,
 }
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<ValidationRecord> = Vec::new();
-        let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
         loop {
             let command = if batch.is_empty() {
                 rx.recv().await
@@ -144,8 +150,9 @@ impl Writer {
                         }
                     }
                     self.flush(&mut batch).await;
+                    let stored = !std::mem::take(&mut self.dropped);
                     for done in waiting.drain(..) {
-                        let _ = done.send(());
+                        let _ = done.send(stored);
                     }
                 }
                 None => {
@@ -172,6 +179,7 @@ impl Writer {
                 }
             }
         }
+        self.dropped = true;
     }
 
     async fn store(&mut self, records: &[ValidationRecord]) -> anyhow::Result<()> {

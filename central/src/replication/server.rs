@@ -365,7 +365,11 @@ async fn store_reports(
         };
         state.licensing.recorder.record_wait(record).await;
     }
-    state.licensing.recorder.flush().await;
+    // Acknowledge only what is stored: otherwise the edge keeps the batch and sends it again.
+    anyhow::ensure!(
+        state.licensing.recorder.flush().await,
+        "the report batch could not be stored"
+    );
     store::edge_progress(&state.db, edge_id, 0, count).await?;
     out.send(CentralFrame::ReportsAck { batch_id }).await?;
     Ok(())

@@ -63,7 +63,10 @@ impl Fixture {
     }
 
     async fn flush(&self) {
-        self.id.app.state.licensing.recorder.flush().await;
+        assert!(
+            self.id.app.state.licensing.recorder.flush().await,
+            "every record stored"
+        );
     }
 
     async fn act(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
@@ -1020,4 +1023,24 @@ async fn after_a_key_rotation_the_previous_key_is_still_published(db: PgPool) {
         .unwrap()
         .verify(&body, &signature)
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_flush_says_when_records_could_not_be_stored() {
+    use celaest_central::{cache::Redis, licensing::recorder::Recorder};
+    let config = crate::helpers::test_config(&[]);
+    let unreachable = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(100))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .unwrap();
+    let recorder = Recorder::spawn(unreachable, Redis::new(&config.redis).unwrap());
+    recorder.record(record(Uuid::now_v7(), "203.0.113.1", 0));
+    assert!(
+        !recorder.flush().await,
+        "a dropped batch must not be reported stored"
+    );
+    assert!(
+        recorder.flush().await,
+        "nothing was dropped since the last flush"
+    );
 }
