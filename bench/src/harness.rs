@@ -86,6 +86,8 @@ async fn drop_database(url: &str) {
 /// The processes of a run, by name, for CPU accounting.
 struct Running {
     baseline: Process,
+    /// The baseline with `--sign`: what signing every answer costs alone.
+    baseline_signed: Process,
     central: Process,
     edges: Vec<Process>,
 }
@@ -94,6 +96,7 @@ impl Running {
     fn pids(&self) -> Vec<(&str, u32)> {
         let mut pids = vec![
             ("baseline", self.baseline.pid()),
+            ("baseline-signed", self.baseline_signed.pid()),
             ("central", self.central.pid()),
         ];
         pids.extend(self.edges.iter().map(|e| (e.name.as_str(), e.pid())));
@@ -199,6 +202,18 @@ async fn run_on(
         base,
         Some(&baseline),
     );
+
+    // 1b. The ceiling of a server that signs every answer, as central and the edges do.
+    let title = "Baseline POST, Ed25519-signed";
+    let signed = bench
+        .measure(
+            title,
+            running.baseline_signed.addr,
+            &validations,
+            Pace::Saturate,
+        )
+        .await?;
+    sheet.push("baseline-signed-saturation", title, signed, Some(&baseline));
 
     // 2. The edge, at saturation and at half of it, next to the baseline at that same rate.
     let title = "Edge validate (bound IPs)";
@@ -425,6 +440,7 @@ async fn run_on(
     }
     running.central.stop(Duration::from_secs(10));
     drop(running.baseline);
+    drop(running.baseline_signed);
     Ok(report)
 }
 
@@ -451,10 +467,21 @@ async fn start_services(
         &[],
         baseline_addr,
     )?;
-    // It only has the POST route: a GET answered 405 means it is up.
-    baseline
-        .wait_for(client, VALIDATE, 405, Duration::from_secs(30), POLL)
-        .await?;
+    let signed_addr: SocketAddr = ([127, 0, 0, 1], free_tcp_port()?).into();
+    let mut baseline_signed = Process::spawn(
+        layout,
+        "baseline-signed",
+        &layout.binary("baseline-server")?,
+        &[&signed_addr.to_string(), "--sign"],
+        &[],
+        signed_addr,
+    )?;
+    // They only have the POST route: a GET answered 405 means one is up.
+    for process in [&mut baseline, &mut baseline_signed] {
+        process
+            .wait_for(client, VALIDATE, 405, Duration::from_secs(30), POLL)
+            .await?;
+    }
     say!("starting central and two edges");
     let mut central_process = Process::spawn(
         layout,
@@ -484,6 +511,7 @@ async fn start_services(
     }
     Ok(Running {
         baseline,
+        baseline_signed,
         central: central_process,
         edges,
     })
@@ -849,10 +877,17 @@ fn targets(report: &Report, opts: &Options) -> Vec<Target> {
     if let (Some(base), Some(edge)) = (get("baseline-saturation"), get("edge-validate-saturation"))
     {
         let ratio = edge.throughput / base.throughput.max(1.0);
+        let signing = get("baseline-signed-saturation").map_or_else(String::new, |signed| {
+            format!(
+                " (a baseline signing its answers too: {:.0} req/s, the edge {:.2} × of it)",
+                signed.throughput,
+                edge.throughput / signed.throughput.max(1.0)
+            )
+        });
         targets.push(Target {
             target: "Edge validation throughput ≥ 0.8 × baseline".into(),
             figure: format!(
-                "{:.0} vs {:.0} req/s = {ratio:.2} ×",
+                "{:.0} vs {:.0} req/s = {ratio:.2} ×{signing}",
                 edge.throughput, base.throughput
             ),
             verdict: Verdict::of(ratio >= 0.8 && edge.ok_percent() >= 99.0),

@@ -10,9 +10,10 @@
 //! reconnects and resumes from [`Store::applied_seq`].
 //!
 //! Per license the store keeps the protocol's [`LicenseState`] (64 bytes: id, product code,
-//! status, expiry, `max_ips`, and the bound IPs in one exact-size heap block) under its 32-byte
-//! [`KeyHash`]. The product flag inside it is a cache: the products table is the truth, read on
-//! every validation, so switching a product off is one atomic write.
+//! status, expiry, `max_ips`, and the bound IPs — a single IPv4 address inline, more in one
+//! exact-size heap block) under its 32-byte [`KeyHash`]. The product flag inside it is a cache:
+//! the products table is the truth, read on every validation, so switching a product off is one
+//! atomic write.
 
 use std::sync::{
     Arc,

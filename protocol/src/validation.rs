@@ -13,7 +13,7 @@
 //! 5. [`ValidationAnswer::from_decision`] — the body, always with HTTP 200.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -155,41 +155,81 @@ impl FromStr for LicenseStatus {
 /// they were given or deserialized in.
 ///
 /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are stored as the IPv4 address, so a client
-/// seen over both stacks takes one slot. A boxed slice rather than a `Vec`: bindings change
-/// rarely and an edge holds one set per license, so no spare capacity is kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BoundIps(Box<[IpAddr]>);
+/// seen over both stacks takes one slot. An edge holds one set per license and bindings change
+/// rarely, so the set is sized for memory, not for change: the common case of a single IPv4
+/// address is kept inline (no heap block at all), and anything larger in one exact-size block
+/// behind a thin pointer, so the set is 16 bytes either way.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BoundIps(Repr);
+
+/// The one representation of each set (see [`BoundIps::from_sorted`]), so the derived equality
+/// is set equality.
+#[derive(Clone, Default, PartialEq, Eq)]
+enum Repr {
+    #[default]
+    Empty,
+    V4(Ipv4Addr),
+    /// Two or more addresses, or one IPv6 address.
+    Heap(Box<Box<[IpAddr]>>),
+}
 
 impl BoundIps {
+    /// From canonical, sorted, unique addresses.
+    fn from_sorted(ips: Vec<IpAddr>) -> Self {
+        Self(match ips.as_slice() {
+            [] => Repr::Empty,
+            [IpAddr::V4(ip)] => Repr::V4(*ip),
+            _ => Repr::Heap(Box::new(ips.into_boxed_slice())),
+        })
+    }
+
+    fn to_vec(&self) -> Vec<IpAddr> {
+        self.iter().collect()
+    }
+
     /// Whether `ip` (or its IPv4 form) is bound.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.binary_search(&ip.to_canonical()).is_ok()
+        let ip = ip.to_canonical();
+        match &self.0 {
+            Repr::Empty => false,
+            Repr::V4(bound) => ip == IpAddr::V4(*bound),
+            Repr::Heap(ips) => ips.binary_search(&ip).is_ok(),
+        }
     }
 
     /// How many addresses are bound.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Empty => 0,
+            Repr::V4(_) => 1,
+            Repr::Heap(ips) => ips.len(),
+        }
     }
 
     /// Whether no address is bound.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// The bound addresses, in order.
-    pub fn as_slice(&self) -> &[IpAddr] {
-        &self.0
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (one, many) = match &self.0 {
+            Repr::Empty => (None, &[][..]),
+            Repr::V4(ip) => (Some(IpAddr::V4(*ip)), &[][..]),
+            Repr::Heap(ips) => (None, &ips[..]),
+        };
+        one.into_iter().chain(many.iter().copied())
     }
 
     /// Binds `ip`; `false` if it was already bound.
     pub fn insert(&mut self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        match self.0.binary_search(&ip) {
+        let mut ips = self.to_vec();
+        match ips.binary_search(&ip) {
             Ok(_) => false,
             Err(at) => {
-                let mut ips = std::mem::take(&mut self.0).into_vec();
                 ips.insert(at, ip);
-                self.0 = ips.into_boxed_slice();
+                *self = Self::from_sorted(ips);
                 true
             }
         }
@@ -197,15 +237,21 @@ impl BoundIps {
 
     /// Unbinds `ip`; `false` if it was not bound.
     pub fn remove(&mut self, ip: IpAddr) -> bool {
-        match self.0.binary_search(&ip.to_canonical()) {
+        let mut ips = self.to_vec();
+        match ips.binary_search(&ip.to_canonical()) {
             Ok(at) => {
-                let mut ips = std::mem::take(&mut self.0).into_vec();
                 ips.remove(at);
-                self.0 = ips.into_boxed_slice();
+                *self = Self::from_sorted(ips);
                 true
             }
             Err(_) => false,
         }
+    }
+}
+
+impl fmt::Debug for BoundIps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -214,7 +260,7 @@ impl FromIterator<IpAddr> for BoundIps {
         let mut ips: Vec<IpAddr> = iter.into_iter().map(|ip| ip.to_canonical()).collect();
         ips.sort_unstable();
         ips.dedup();
-        Self(ips.into_boxed_slice())
+        Self::from_sorted(ips)
     }
 }
 
@@ -226,7 +272,7 @@ impl From<Vec<IpAddr>> for BoundIps {
 
 impl Serialize for BoundIps {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -949,11 +995,11 @@ mod tests {
             "::ffff:192.168.1.1",
         ]))
         .unwrap();
-        assert_eq!(ips.as_slice(), &[ip(1), ip(3)]);
+        assert_eq!(ips.to_vec(), [ip(1), ip(3)]);
         assert!(ips.contains(mapped));
         assert!(!ips.insert(mapped));
         assert!(ips.insert(ip(2)));
-        assert_eq!(ips.as_slice(), &[ip(1), ip(2), ip(3)]);
+        assert_eq!(ips.to_vec(), [ip(1), ip(2), ip(3)]);
         assert!(ips.remove(mapped));
         assert!(!ips.remove(ip(3)));
         assert_eq!(ips.len(), 2);
@@ -964,9 +1010,37 @@ mod tests {
     }
 
     #[test]
+    fn every_way_of_building_a_set_gives_the_same_set() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut grown = BoundIps::default();
+        assert!(grown.is_empty() && !grown.contains(ip(1)));
+        assert!(grown.insert(ip(2)));
+        assert!(grown.insert(v6));
+        assert!(grown.insert(ip(1)));
+        assert_eq!(grown.to_vec(), [ip(1), ip(2), v6]);
+        assert!(grown.remove(v6) && grown.remove(ip(1)));
+        // Back to one IPv4 address: the same (inline) set as one built from it.
+        assert_eq!(grown, BoundIps::from(vec![ip(2)]));
+        assert!(grown.contains(ip(2)) && !grown.contains(ip(1)) && !grown.contains(v6));
+        assert_eq!(format!("{grown:?}"), "[192.168.1.2]");
+
+        let only_v6 = BoundIps::from(vec![v6]);
+        assert_eq!(only_v6.len(), 1);
+        assert!(only_v6.contains(v6) && !only_v6.contains(ip(2)));
+        assert_eq!(
+            serde_json::to_value(&only_v6).unwrap(),
+            serde_json::json!(["2001:db8::1"])
+        );
+        let mut emptied = only_v6;
+        assert!(emptied.remove(v6));
+        assert_eq!(emptied, BoundIps::default());
+    }
+
+    #[test]
     fn license_state_stays_small_in_memory() {
-        // An edge holds one per license; the bound IPs live in one exact-size heap block
-        // (17 bytes per address). 64 bytes inline on 64-bit targets today.
+        // An edge holds one per license: the bound IPs take 16 bytes inline (a single IPv4
+        // address needs no heap block), the whole state 64 bytes on 64-bit targets.
+        assert_eq!(std::mem::size_of::<BoundIps>(), 16);
         assert!(
             std::mem::size_of::<LicenseState>() <= 64,
             "{}",

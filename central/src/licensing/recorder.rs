@@ -402,25 +402,6 @@ async fn count_usage(db: &PgPool, records: &[&ValidationRecord]) -> sqlx::Result
         ip.push(day.last_ip.map(IpNetwork::from));
         last.push(day.last_at.unwrap_or_else(Utc::now));
     }
-    let first_of_day = sqlx::query!(
-        r#"INSERT INTO license_usage_log AS u (license_id, usage_date, validation_count, success_count, failure_count, last_ip)
-           SELECT x.l, x.d, x.n, x.ok, x.n - x.ok, x.ip
-           FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::inet[]) AS x(l, d, n, ok, ip)
-           WHERE EXISTS (SELECT 1 FROM licenses WHERE id = x.l)
-           ON CONFLICT (license_id, usage_date) DO UPDATE
-             SET validation_count = u.validation_count + EXCLUDED.validation_count,
-                 success_count = u.success_count + EXCLUDED.success_count,
-                 failure_count = u.failure_count + EXCLUDED.failure_count,
-                 last_ip = coalesce(EXCLUDED.last_ip, u.last_ip)
-           RETURNING license_id, usage_date, (xmax = 0) AS "first!""#,
-        &l,
-        &d,
-        &n,
-        &ok,
-        &ip as &[Option<IpNetwork>]
-    )
-    .fetch_all(&mut *tx)
-    .await?;
     sqlx::query!(
         r#"UPDATE licenses SET validation_count = validation_count + x.n,
                               last_validated_at = GREATEST(last_validated_at, x.last)
@@ -456,18 +437,29 @@ async fn count_usage(db: &PgPool, records: &[&ValidationRecord]) -> sqlx::Result
     )
     .execute(&mut *tx)
     .await?;
-    // Distinct bound IPs seen each day.
-    sqlx::query!(
-        r#"UPDATE license_usage_log u SET unique_ip_count = (
-               SELECT count(*) FROM license_ip_bindings b
-               WHERE b.license_id = u.license_id AND b.last_seen_at >= u.usage_date::timestamptz
-                 AND b.last_seen_at < (u.usage_date + 1)::timestamptz)
-           FROM UNNEST($1::uuid[], $2::date[]) AS x(l, d)
-           WHERE u.license_id = x.l AND u.usage_date = x.d"#,
+    let first_of_day = sqlx::query!(
+        r#"INSERT INTO license_usage_log AS u (license_id, usage_date, validation_count, success_count, failure_count, last_ip,
+                                         unique_ip_count)
+           SELECT x.l, x.d, x.n, x.ok, x.n - x.ok, x.ip,
+                  -- Distinct bound IPs seen that day, the bindings' last_seen_at just updated included.
+                  (SELECT count(*) FROM license_ip_bindings b
+                   WHERE b.license_id = x.l AND b.last_seen_at >= x.d::timestamptz AND b.last_seen_at < (x.d + 1)::timestamptz)
+           FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::inet[]) AS x(l, d, n, ok, ip)
+           WHERE EXISTS (SELECT 1 FROM licenses WHERE id = x.l)
+           ON CONFLICT (license_id, usage_date) DO UPDATE
+             SET validation_count = u.validation_count + EXCLUDED.validation_count,
+                 success_count = u.success_count + EXCLUDED.success_count,
+                 failure_count = u.failure_count + EXCLUDED.failure_count,
+                 last_ip = coalesce(EXCLUDED.last_ip, u.last_ip),
+                 unique_ip_count = EXCLUDED.unique_ip_count
+           RETURNING license_id, usage_date, (xmax = 0) AS "first!""#,
         &l,
-        &d
+        &d,
+        &n,
+        &ok,
+        &ip as &[Option<IpNetwork>]
     )
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     for row in first_of_day.iter().filter(|r| r.first) {
         let event = AuditEvent::new("license.validated", "license", row.license_id)
