@@ -49,7 +49,7 @@ lint-rust: ## rustfmt, clippy (-D warnings) and the sqlx offline cache
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: lint-delivery
-lint-delivery: ## Lint Dockerfiles, docker-compose.yml, CI workflows and shell scripts
+lint-delivery: ## Lint Dockerfiles, docker-compose.yml, CI workflows, shell scripts and the k6 scripts
 	bash scripts/lint-delivery.sh
 
 .PHONY: sqlx-prepare

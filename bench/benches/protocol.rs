@@ -11,6 +11,7 @@
 
 use std::{hint::black_box, net::IpAddr};
 
+use celaest_bench::seed::DEV_CHECKSUM_SECRET;
 use celaest_protocol::{
     ChecksumKey, Decision, Lang, LicenseKey, LicenseState, LicenseStatus, ProductCode,
     SuccessEnvelope, ValidateRequest, ValidationAnswer, decide,
@@ -23,10 +24,8 @@ use celaest_protocol::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 
-const SECRET: &[u8] = b"dev-only-license-checksum-secret-not-for-production";
-
 fn secret() -> ChecksumKey {
-    ChecksumKey::new(SECRET).expect("a 32-byte secret")
+    ChecksumKey::new(DEV_CHECKSUM_SECRET.as_bytes()).expect("a 32-byte secret")
 }
 
 fn key() -> LicenseKey {

@@ -265,6 +265,8 @@ async fn run_on(
     let central_spec = bench
         .measure(&title, central_addr, &validations, Pace::Rate(spec_rate))
         .await?;
+    let spec_achieved = central_spec.outcome.throughput;
+    let spec_ok = central_spec.outcome.ok_percent();
     let base_spec = bench
         .measure(
             "Baseline at the same rate",
@@ -286,16 +288,17 @@ async fn run_on(
         base_spec,
         None,
     );
-    if central_saturation < spec_rate {
-        // The spec's rate is beyond this machine: also show what central does at a rate it
-        // sustains, and say so.
+    if !sustains(spec_achieved, spec_ok, spec_rate) {
+        // Central did not keep up with the spec's rate in this run (a closed-loop saturation
+        // figure above the rate does not promise it): also show what it does at a rate below its
+        // saturation, and say so.
         let sustained = (central_saturation * 0.8).round().max(1.0);
         let title = "Central validate at 80 % of its saturation";
         let measured = bench
             .measure(title, central_addr, &validations, Pace::Rate(sustained))
             .await?;
         report.notes.push(format!(
-            "Central saturates at {central_saturation:.0} req/s on this machine, below the spec's {spec_rate:.0} req/s: the run at {spec_rate:.0} req/s measures queueing. At {sustained:.0} req/s (80 % of its saturation) its p95 is {} ms.",
+            "Central did not sustain the spec's {spec_rate:.0} req/s in this run ({spec_achieved:.0} req/s answered, {spec_ok:.1} % OK; its saturation: {central_saturation:.0} req/s): that run measures queueing. At {sustained:.0} req/s (80 % of its saturation) its p95 is {} ms.",
             fmt(measured.outcome.latency_ms.p95),
         ));
         sheet.push("central-validate-sustained", title, measured, None);
@@ -318,9 +321,11 @@ async fn run_on(
     // The same saturation runs with wrk, when it is installed.
     match wrk::find() {
         Some(wrk_bin) => {
-            for (title, addr) in [
-                ("Baseline POST (ceiling)", baseline_addr),
-                ("Edge validate (bound IPs)", edge_addr),
+            // wrk's own ceiling, when its baseline run succeeded: the edge's ratio is to it.
+            let mut wrk_ceiling = None;
+            for (title, addr, is_baseline) in [
+                ("Baseline POST (ceiling)", baseline_addr, true),
+                ("Edge validate (bound IPs)", edge_addr, false),
             ] {
                 bench.settle().await;
                 say!("wrk cross-check: {title}");
@@ -334,22 +339,25 @@ async fn run_on(
                 )
                 .await;
                 match result {
-                    Ok(r) => report.cross_check.push(CrossCheck {
-                        title: title.to_owned(),
-                        tool: "wrk -t2".to_owned(),
-                        throughput_vs_baseline: 0.0,
-                        throughput: r.throughput,
-                        p50_ms: r.p50_ms,
-                        p90_ms: r.p90_ms,
-                        p99_ms: r.p99_ms,
-                        non_2xx: r.non_2xx,
-                    }),
-                    Err(e) => report.notes.push(format!("wrk cross-check failed: {e:#}")),
-                }
-            }
-            if let Some(base) = report.cross_check.first().map(|c| c.throughput) {
-                for c in &mut report.cross_check {
-                    c.throughput_vs_baseline = c.throughput / base;
+                    Ok(r) => {
+                        if is_baseline {
+                            wrk_ceiling = Some(r.throughput);
+                        }
+                        report.cross_check.push(CrossCheck {
+                            title: title.to_owned(),
+                            tool: "wrk -t2".to_owned(),
+                            throughput_vs_baseline: wrk_ceiling
+                                .map(|ceiling| round2(r.throughput / ceiling.max(1.0))),
+                            throughput: r.throughput,
+                            p50_ms: r.p50_ms,
+                            p90_ms: r.p90_ms,
+                            p99_ms: r.p99_ms,
+                            non_2xx: r.non_2xx,
+                        });
+                    }
+                    Err(e) => report
+                        .notes
+                        .push(format!("wrk cross-check of {title} failed: {e:#}")),
                 }
             }
         }
@@ -432,7 +440,7 @@ async fn run_on(
     }
 
     report.scenarios = sheet.scenarios;
-    report.targets = targets(&report, opts);
+    report.targets = targets(&report, opts.central_rate);
     report.notes.extend(standing_notes(opts));
     report.took_seconds = started.elapsed().as_secs_f64();
     for process in running.edges.drain(..) {
@@ -686,10 +694,15 @@ fn scenario(
     let p99_vs_baseline = baseline_at_same_pace
         .filter(|b| b.latency_ms.p99 > 0.0)
         .map(|b| round2(outcome.latency_ms.p99 / b.latency_ms.p99));
+    // At a fixed rate the throughput is the rate (or less): over the ceiling it says nothing.
+    let throughput_vs_baseline = outcome
+        .target_rate
+        .is_none()
+        .then(|| round2(outcome.throughput / ceiling.max(1.0)));
     Scenario {
         id: id.to_owned(),
         title: title.to_owned(),
-        throughput_vs_baseline: round2(outcome.throughput / ceiling.max(1.0)),
+        throughput_vs_baseline,
         outcome,
         p99_vs_baseline,
         cpu,
@@ -870,8 +883,14 @@ async fn edge_memory(
     ))
 }
 
-/// A verdict per target of the benchmark issue.
-fn targets(report: &Report, opts: &Options) -> Vec<Target> {
+/// Whether a fixed-rate run kept up with `rate`: at least 95 % of it answered, 99 % of them OK.
+fn sustains(throughput: f64, ok_percent: f64, rate: f64) -> bool {
+    throughput >= 0.95 * rate && ok_percent >= 99.0
+}
+
+/// A verdict per target of the benchmark issue; `central_rate` is the spec's central validation
+/// rate (5,000 req/s).
+fn targets(report: &Report, central_rate: f64) -> Vec<Target> {
     let mut targets = Vec::new();
     let get = |id: &str| report.scenario(id).map(|s| &s.outcome);
     if let (Some(base), Some(edge)) = (get("baseline-saturation"), get("edge-validate-saturation"))
@@ -909,23 +928,22 @@ fn targets(report: &Report, opts: &Options) -> Vec<Target> {
         });
     }
     if let Some(spec) = get("central-validate-spec-rate") {
-        let rate = opts.central_rate;
-        let sustained = spec.throughput >= 0.95 * rate;
+        let sustained = sustains(spec.throughput, spec.ok_percent(), central_rate);
         targets.push(Target {
-            target: format!("Central validation p95 < 100 ms at {rate:.0} req/s (aim ≤ 20 ms)"),
+            target: format!(
+                "Central validation p95 < 100 ms at {central_rate:.0} req/s (aim ≤ 20 ms)"
+            ),
             figure: format!(
                 "p95 {} ms, {:.0} req/s achieved{}",
                 fmt(spec.latency_ms.p95),
                 spec.throughput,
                 if sustained {
-                    ""
+                    String::new()
                 } else {
-                    " (rate not sustained)"
+                    format!(" (rate not sustained: {:.1} % OK)", spec.ok_percent())
                 }
             ),
-            verdict: Verdict::of(
-                spec.latency_ms.p95 < 100.0 && sustained && spec.ok_percent() >= 99.0,
-            ),
+            verdict: Verdict::of(spec.latency_ms.p95 < 100.0 && sustained),
         });
     }
     if let Some(p) = &report.propagation {
@@ -1000,4 +1018,213 @@ pub fn relative(path: &Path) -> String {
         .unwrap_or_else(|| path.to_path_buf())
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const SPEC_RATE: f64 = 5_000.0;
+
+    fn no_cpu() -> CpuUsage {
+        CpuUsage {
+            machine: 0.0,
+            load_generator: 0.0,
+            data_services: 0.0,
+            processes: BTreeMap::new(),
+            everything_else: 0.0,
+        }
+    }
+
+    /// A run with every request answered as expected.
+    fn outcome(target_rate: Option<f64>, throughput: f64, p95: f64, p99: f64) -> Outcome {
+        Outcome {
+            pace: if target_rate.is_some() {
+                "fixed"
+            } else {
+                "saturation"
+            },
+            target_rate,
+            connections: 32,
+            seconds: 8.0,
+            throughput,
+            measured: 1_000,
+            ok: 1_000,
+            unexpected: 0,
+            http_errors: 0,
+            error_statuses: BTreeMap::new(),
+            failed: 0,
+            behind_schedule: 0,
+            latency_ms: Latency {
+                p50: p95 / 2.0,
+                p95,
+                p99,
+                p999: p99,
+                max: p99,
+                mean: p95 / 2.0,
+            },
+        }
+    }
+
+    fn saturation(throughput: f64) -> Outcome {
+        outcome(None, throughput, 1.0, 2.0)
+    }
+
+    fn memory(licenses: usize, bytes_per_license: f64, start_to_ready_s: f64) -> EdgeMemory {
+        EdgeMemory {
+            licenses,
+            empty_rss_bytes: 8 << 20,
+            loaded_rss_bytes: 8 << 20,
+            peak_rss_bytes: 8 << 20,
+            bytes_per_license,
+            start_to_live_s: 0.1,
+            start_to_ready_s,
+        }
+    }
+
+    fn report(runs: Vec<(&str, Outcome)>, edge_memory: Vec<EdgeMemory>) -> Report {
+        Report {
+            mode: "quick",
+            machine: Machine {
+                cpus: 2,
+                cpu_model: "test".into(),
+                memory_gib: 1.0,
+                kernel: "test".into(),
+                rustc: "test".into(),
+                git_commit: "test".into(),
+                load_average_at_start: 0.0,
+                started_at: "2026-01-01T00:00:00Z".into(),
+            },
+            settings: Settings {
+                load_generator: "test",
+                saturation_connections: 32,
+                fixed_rate_connections: 128,
+                warmup_seconds: 0.0,
+                measured_seconds: 8.0,
+                licenses: 100_000,
+                log_level: "warn".into(),
+                seeding_seconds: 0.0,
+            },
+            scenarios: runs
+                .into_iter()
+                .map(|(id, outcome)| {
+                    scenario(
+                        id,
+                        id,
+                        Measured {
+                            outcome,
+                            cpu: no_cpu(),
+                        },
+                        1_000.0,
+                        None,
+                    )
+                })
+                .collect(),
+            cross_check: Vec::new(),
+            propagation: None,
+            edge_memory,
+            micro: Vec::new(),
+            targets: Vec::new(),
+            notes: Vec::new(),
+            took_seconds: 0.0,
+        }
+    }
+
+    /// The verdict of the target whose name starts with `name`.
+    fn verdict(report: &Report, name: &str) -> Verdict {
+        let targets = targets(report, SPEC_RATE);
+        let target = targets.iter().find(|t| t.target.starts_with(name));
+        target
+            .map(|t| t.verdict)
+            .unwrap_or_else(|| panic!("no target {name:?}"))
+    }
+
+    #[test]
+    fn edge_throughput_passes_from_eight_tenths_of_the_baseline() {
+        let at = |edge: f64| {
+            let runs = vec![
+                ("baseline-saturation", saturation(1_000.0)),
+                ("edge-validate-saturation", saturation(edge)),
+            ];
+            verdict(&report(runs, Vec::new()), "Edge validation throughput")
+        };
+        assert_eq!(at(790.0), Verdict::Miss);
+        assert_eq!(at(800.0), Verdict::Pass);
+    }
+
+    #[test]
+    fn edge_p99_at_half_rate_passes_up_to_one_millisecond() {
+        let at = |p99: f64| {
+            let half = outcome(Some(400.0), 400.0, 0.5, p99);
+            verdict(
+                &report(vec![("edge-validate-half", half)], Vec::new()),
+                "Edge p99",
+            )
+        };
+        assert_eq!(at(1.0), Verdict::Pass);
+        assert_eq!(at(1.01), Verdict::Miss);
+    }
+
+    #[test]
+    fn central_passes_only_when_it_sustains_the_spec_rate() {
+        let at = |spec: Outcome| {
+            verdict(
+                &report(vec![("central-validate-spec-rate", spec)], Vec::new()),
+                "Central validation p95",
+            )
+        };
+        assert_eq!(
+            at(outcome(Some(SPEC_RATE), 4_750.0, 99.0, 150.0)),
+            Verdict::Pass
+        );
+        assert_eq!(
+            at(outcome(Some(SPEC_RATE), 4_749.0, 9.0, 15.0)),
+            Verdict::Miss,
+            "under 95 % of the rate answered"
+        );
+        assert_eq!(
+            at(outcome(Some(SPEC_RATE), 5_000.0, 100.0, 150.0)),
+            Verdict::Miss
+        );
+        let mut failing = outcome(Some(SPEC_RATE), 5_000.0, 9.0, 15.0);
+        failing.ok = 980;
+        failing.http_errors = 20;
+        assert_eq!(at(failing), Verdict::Miss, "2 % of the answers were errors");
+    }
+
+    #[test]
+    fn memory_passes_up_to_two_hundred_bytes_and_a_quick_run_does_not_judge_the_million() {
+        let quick = report(Vec::new(), vec![memory(100_000, 200.0, 0.4)]);
+        assert_eq!(verdict(&quick, "Edge memory"), Verdict::Pass);
+        assert_eq!(verdict(&quick, "1,000,000 licenses ready"), Verdict::NotRun);
+        let over = report(Vec::new(), vec![memory(100_000, 200.5, 0.4)]);
+        assert_eq!(verdict(&over, "Edge memory"), Verdict::Miss);
+        let full = report(
+            Vec::new(),
+            vec![memory(100_000, 180.0, 0.4), memory(1_000_000, 150.0, 4.9)],
+        );
+        assert_eq!(verdict(&full, "1,000,000 licenses ready"), Verdict::Pass);
+    }
+
+    #[test]
+    fn only_saturation_runs_have_a_throughput_ratio() {
+        let measured = |outcome| Measured {
+            outcome,
+            cpu: no_cpu(),
+        };
+        let sat = scenario("s", "s", measured(saturation(250.0)), 1_000.0, None);
+        assert_eq!(sat.throughput_vs_baseline, Some(0.25));
+        let fixed = outcome(Some(500.0), 500.0, 1.0, 2.0);
+        let fixed = scenario("f", "f", measured(fixed), 1_000.0, None);
+        assert_eq!(fixed.throughput_vs_baseline, None);
+    }
+
+    #[test]
+    fn a_spec_rate_run_is_sustained_from_95_percent_answered_and_99_percent_ok() {
+        assert!(sustains(4_750.0, 99.0, SPEC_RATE));
+        assert!(!sustains(4_749.0, 100.0, SPEC_RATE));
+        assert!(!sustains(5_000.0, 98.9, SPEC_RATE));
+    }
 }

@@ -3,12 +3,14 @@
 //! throughput) or open-loop at a fixed rate, with latencies corrected for coordinated omission.
 //!
 //! Open loop follows wrk2: request `i` is due at `start + i / rate` and connection `i mod C` sends
-//! it. When that connection is still waiting for an earlier answer at the due time, the server
-//! is late, and the latency counts from the due time, not from when the request could finally be
-//! sent. When the connection was free and only this process woke a little late (tokio's timer has
-//! a one-millisecond grain), the latency counts from the actual send, so the timer is not blamed
-//! on the server. Requests still unsent when the run ends count as `behind_schedule`, each with
-//! its wait so far as a lower bound of its latency.
+//! it. Its latency counts from the due time, whatever made it leave late, as wrk2 counts it: a
+//! connection still waiting for an earlier answer (or pausing after a failed one) means the server
+//! is late, and a client that woke up late is counted too, because on a shared machine the client
+//! waits for a core like the server does and leaving that out would flatter the figures. Only one
+//! grain of tokio's timer (`TIMER_GRAIN`, one millisecond) is excused, and only when the
+//! connection was free: such a request counts from its actual send or from `due + 1 ms`, whichever
+//! is earlier. Requests still unsent when the run ends count as `behind_schedule`, each with its
+//! wait so far as a lower bound of its latency.
 //!
 //! Every request picks one of the workload's items (a license key and its client IP) by a
 //! deterministic hash of its number, so a run touches many licenses and addresses, never one hot
@@ -31,20 +33,20 @@ use tokio::time::Instant;
 
 /// One request of a workload: its body and the headers that vary with it.
 #[derive(Debug, Clone)]
-pub struct Item {
-    pub body: Bytes,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+struct Item {
+    body: Bytes,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// What to send: one method and path, items chosen per request, and what a good answer contains.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    pub method: Method,
-    pub path: String,
-    pub items: Arc<[Item]>,
+    method: Method,
+    path: String,
+    items: Arc<[Item]>,
     /// A byte string every expected answer contains (e.g. `"code":"VALID"`); answers with a 2xx
     /// status but without it are counted as `unexpected`.
-    pub expect: Option<&'static [u8]>,
+    expect: Option<&'static [u8]>,
 }
 
 impl Workload {
@@ -301,9 +303,26 @@ pub async fn run(run: Run) -> anyhow::Result<Outcome> {
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// The lateness of a request sent on a free connection that is not counted in its latency:
+/// tokio's timer wakes a sleeping task up to a millisecond after the instant it was asked for.
+const TIMER_GRAIN: Duration = Duration::from_millis(1);
+
 /// How late after the end of a fixed-rate run a request due before it may still leave when its
-/// connection is free (the client's own timer grain, not the server, made it late).
+/// connection is free (its lateness counts in its latency; it is not dropped for a late wake-up).
 const END_GRACE: Duration = Duration::from_millis(20);
+
+/// Where the latency of a fixed-rate request due at `due` and sent at `now` counts from.
+///
+/// From the due time, except for one timer grain when the connection was free: a connection
+/// still busy with the server (`held_by_server`) is the server's lateness, and a client that
+/// woke up more than a grain late waited for a core, which counts as on any shared machine.
+fn latency_start(due: Instant, now: Instant, held_by_server: bool) -> Instant {
+    if held_by_server {
+        due
+    } else {
+        now.min(due + TIMER_GRAIN)
+    }
+}
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     let stream = tokio::net::TcpStream::connect(addr)
@@ -321,7 +340,9 @@ async fn worker(index: usize, first: Sender, run: Arc<Run>, clock: Arc<Clock>) -
     let mut sender = Some(first);
     let step = run.connections as u64;
     let mut number = index as u64;
-    let mut last_answer = clock.start;
+    // When this connection could send again: after its last answer, or after the pause that
+    // follows a failure.
+    let mut free_from = clock.start;
     loop {
         // When the request is due, and where its latency is counted from.
         let (due, counted_from) = match run.pace {
@@ -341,21 +362,22 @@ async fn worker(index: usize, first: Sender, run: Arc<Run>, clock: Arc<Clock>) -
                     tokio::time::sleep_until(due).await;
                 }
                 let now = Instant::now();
-                // Coordinated omission: late because this connection still awaited the server.
-                let held_by_server = last_answer > due;
+                // Coordinated omission: late because this connection still awaited the server
+                // (or paused after a failed request).
+                let held_by_server = free_from > due;
                 // Past the end, a request held back by the server is not sent any more; one that
                 // is only late by this process's own timer still goes.
                 if now >= clock.end && (held_by_server || now >= clock.end + END_GRACE) {
                     record_unsent(&mut tally, &clock, due, rate, number, step);
                     break;
                 }
-                (due, if held_by_server { due } else { now })
+                (due, latency_start(due, now, held_by_server))
             }
         };
         let item = run.workload.item(number);
         let answer = tokio::time::timeout(run.timeout, send(&mut sender, &run, item)).await;
         let done = Instant::now();
-        last_answer = done;
+        free_from = done;
         if due >= clock.measure_from {
             tally
                 .samples
@@ -375,9 +397,11 @@ async fn worker(index: usize, first: Sender, run: Arc<Run>, clock: Arc<Clock>) -
         }
         if !matches!(answer, Ok(Ok(_))) {
             // Timed out or broken: the connection's state is unknown, open a new one. A server
-            // that refuses connections is not hammered in a tight loop.
+            // that refuses connections is not hammered in a tight loop; requests due during the
+            // pause are held by the failure, and count from their due time.
             sender = None;
             tokio::time::sleep(Duration::from_millis(10)).await;
+            free_from = Instant::now();
         }
         number += step;
     }
@@ -447,6 +471,87 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP/1.1 keep-alive server on a free loopback port that answers every request with a
+    /// valid-looking validation after `delay`: a stand-in for a service of known speed.
+    async fn server_answering_after(delay: Duration) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(move || async move {
+            tokio::time::sleep(delay).await;
+            r#"{"success":true,"data":{"code":"VALID"}}"#
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// One measured second at `rate` over `connections`, no warm-up.
+    fn one_second_at(addr: SocketAddr, rate: f64, connections: usize) -> Run {
+        Run {
+            addr,
+            workload: Workload::validations("/validate", [("KEY-1", "10.0.0.1")]).unwrap(),
+            pace: Pace::Rate(rate),
+            connections,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn latency_counts_from_the_due_time_but_one_timer_grain() {
+        let due = Instant::now();
+        let ms = Duration::from_millis;
+        // Held by the server: from the due time, however late it left.
+        assert_eq!(latency_start(due, due + ms(40), true), due);
+        // Free, and woken within a grain: from the actual send.
+        let within = due + Duration::from_micros(600);
+        assert_eq!(latency_start(due, within, false), within);
+        // Free, and woken late: the lateness past one grain counts.
+        assert_eq!(latency_start(due, due + ms(7), false), due + ms(1));
+    }
+
+    #[tokio::test]
+    async fn a_server_slower_than_the_rate_is_charged_with_its_queue() {
+        // 200 req/s on one connection to a server that takes 50 ms per answer: it answers about
+        // 20 of the 200 due, and the rest wait behind them.
+        let addr = server_answering_after(Duration::from_millis(50)).await;
+        let outcome = run(one_second_at(addr, 200.0, 1)).await.unwrap();
+        assert!(
+            outcome.latency_ms.p50 > 200.0,
+            "the median counts the queue, not the 50 ms of service: {outcome:?}"
+        );
+        assert!(outcome.behind_schedule > 0, "{outcome:?}");
+        assert!(outcome.ok_percent() < 50.0, "{outcome:?}");
+        assert_eq!(outcome.target_rate, Some(200.0));
+    }
+
+    #[tokio::test]
+    async fn answered_requests_that_waited_for_their_connection_count_from_their_due_time() {
+        // 30 req/s on one connection to a 50 ms server: about 20 of the 30 are answered, each
+        // after waiting longer for the connection than the last (50, 67, … 370 ms from its due
+        // time). Counted from the send instead, all would be 50 ms and the median with them.
+        let addr = server_answering_after(Duration::from_millis(50)).await;
+        let outcome = run(one_second_at(addr, 30.0, 1)).await.unwrap();
+        assert!(outcome.measured >= 15, "{outcome:?}");
+        assert!(
+            outcome.latency_ms.p50 > 100.0,
+            "the median counts the wait for the connection: {outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fast_server_gets_the_requested_rate_on_time() {
+        let addr = server_answering_after(Duration::ZERO).await;
+        let outcome = run(one_second_at(addr, 100.0, 2)).await.unwrap();
+        assert_eq!(outcome.behind_schedule, 0, "{outcome:?}");
+        assert!(
+            (90.0..=110.0).contains(&outcome.throughput),
+            "100 req/s ± 10 %: {outcome:?}"
+        );
+        assert_eq!(outcome.ok, outcome.measured, "{outcome:?}");
+        assert!(outcome.latency_ms.p50 < 50.0, "{outcome:?}");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -197,15 +197,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_cpu_time_is_read() {
-        let before = CpuReading::now(&[("me", std::process::id())]);
+    fn a_busy_process_is_charged_with_its_cpu_time() {
+        let me = [("me", std::process::id())];
+        let before = CpuReading::now(&me);
+        // Spin for 300 ms of wall time: a whole core when the machine has one free; a tenth of
+        // one leaves room for a machine busy with other work (a build, other tests).
+        let spin = Instant::now();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while spin.elapsed() < std::time::Duration::from_millis(300) {
+            for i in 0..10_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
         }
-        std::hint::black_box(x);
-        let usage = before.usage_until(&CpuReading::now(&[("me", std::process::id())]));
-        assert!(usage.machine >= 0.0);
-        assert!(usage.processes.contains_key("me"));
+        let usage = before.usage_until(&CpuReading::now(&me));
+        assert!(usage.processes["me"] >= 0.1, "{usage:?}");
+        // The harness is this process too: the load generator's figure is the same time.
+        assert!(usage.load_generator >= 0.1, "{usage:?}");
+        assert!(usage.machine >= 0.1, "{usage:?}");
     }
 }

@@ -236,17 +236,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let path = if path.is_empty() { "/" } else { path };
             let workload = match keys {
                 Some(file) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("read {}", file.display()))?;
-                    let pairs: Vec<(&str, &str)> = text
-                        .lines()
-                        .skip(1)
-                        .filter_map(|line| {
-                            let mut fields = line.split(',');
-                            Some((fields.next()?, fields.next()?))
-                        })
+                    let pairs: Vec<(String, String)> = seed::read_keys(&file)?
+                        .into_iter()
+                        .map(|(key, ip)| (key, ip.to_string()))
                         .collect();
-                    load::Workload::validations(path, pairs)?
+                    load::Workload::validations(
+                        path,
+                        pairs.iter().map(|(key, ip)| (key.as_str(), ip.as_str())),
+                    )?
                 }
                 None => load::Workload::get(path, token.as_deref())?,
             };

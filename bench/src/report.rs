@@ -46,8 +46,9 @@ pub struct Scenario {
     pub id: String,
     pub title: String,
     pub outcome: Outcome,
-    /// Throughput over the baseline's at saturation.
-    pub throughput_vs_baseline: f64,
+    /// Throughput over the baseline's at saturation; saturation runs only (`null` at a fixed
+    /// rate, where the throughput is the rate asked for).
+    pub throughput_vs_baseline: Option<f64>,
     /// p99 over the baseline's p99 at the same pace (when the baseline ran at that pace).
     pub p99_vs_baseline: Option<f64>,
     pub cpu: CpuUsage,
@@ -58,7 +59,8 @@ pub struct CrossCheck {
     pub title: String,
     pub tool: String,
     pub throughput: f64,
-    pub throughput_vs_baseline: f64,
+    /// Throughput over the same tool's baseline run (`null` when that run failed).
+    pub throughput_vs_baseline: Option<f64>,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -196,7 +198,7 @@ impl Report {
             );
         }
 
-        md.push_str("\n## HTTP scenarios\n\nThroughput is answers per second in the measured window; latencies are in milliseconds, corrected for coordinated omission at a fixed rate. *× base* compares throughput with the baseline at saturation, and p99 with the baseline's at the same rate.\n\n");
+        md.push_str("\n## HTTP scenarios\n\nThroughput is answers per second in the measured window; latencies are in milliseconds, corrected for coordinated omission at a fixed rate. *× base* compares the throughput of a saturation run with the baseline's at saturation (a fixed-rate run's throughput is its rate: –), and *p99 × base* its p99 with the baseline's at the same rate.\n\n");
         md.push_str("| Scenario | Pace | Throughput | × base | p50 | p95 | p99 | p99 × base | OK % |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for sc in &self.scenarios {
             let o = &sc.outcome;
@@ -206,16 +208,15 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {:.1} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} |",
                 sc.title,
                 pace,
                 o.throughput,
-                sc.throughput_vs_baseline,
+                ratio(sc.throughput_vs_baseline),
                 fmt_ms(o.latency_ms.p50),
                 fmt_ms(o.latency_ms.p95),
                 fmt_ms(o.latency_ms.p99),
-                sc.p99_vs_baseline
-                    .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}")),
+                ratio(sc.p99_vs_baseline),
                 o.ok_percent(),
             );
         }
@@ -258,11 +259,11 @@ impl Report {
             for c in &self.cross_check {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
                     c.title,
                     c.tool,
                     c.throughput,
-                    c.throughput_vs_baseline,
+                    ratio(c.throughput_vs_baseline),
                     fmt_ms(c.p50_ms),
                     fmt_ms(c.p90_ms),
                     fmt_ms(c.p99_ms),
@@ -370,6 +371,11 @@ fn fmt_ms(ms: f64) -> String {
     }
 }
 
+/// A ratio to the baseline, or `–` where there is none.
+fn ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}"))
+}
+
 fn nanos(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
@@ -397,5 +403,7 @@ mod tests {
         assert_eq!(nanos(12.34), "12.3 ns");
         assert_eq!(nanos(1_234.0), "1.23 µs");
         assert_eq!(nanos(2_500_000.0), "2.50 ms");
+        assert_eq!(ratio(Some(0.234)), "0.23");
+        assert_eq!(ratio(None), "–");
     }
 }

@@ -184,17 +184,44 @@ async fn copy_rows(
     Ok(copy.finish().await?)
 }
 
+/// The header of the keys file, then one `license_key,ip_address,license_id` line per license.
+const KEYS_HEADER: &str = "license_key,ip_address,license_id";
+
 /// Writes `license_key,ip_address,license_id` lines (with that header) for load tools (k6 reads
 /// the same file).
 pub fn write_keys(path: &Path, licenses: &[Seeded]) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "license_key,ip_address,license_id")?;
+    writeln!(out, "{KEYS_HEADER}")?;
     for l in licenses {
         writeln!(out, "{},{},{}", l.key, l.ip, l.id)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// Reads a file [`write_keys`] wrote: each license's key and bound client address, in order.
+pub fn read_keys(path: &Path) -> anyhow::Result<Vec<(String, Ipv4Addr)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut lines = text.lines().enumerate();
+    anyhow::ensure!(
+        lines.next().map(|(_, header)| header) == Some(KEYS_HEADER),
+        "{}: not a keys file (its first line is not {KEYS_HEADER})",
+        path.display()
+    );
+    lines
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(n, line)| {
+            let mut fields = line.split(',');
+            let (Some(key), Some(ip)) = (fields.next(), fields.next()) else {
+                anyhow::bail!("{}:{}: expected {KEYS_HEADER}", path.display(), n + 1);
+            };
+            let ip = ip
+                .parse()
+                .with_context(|| format!("{}:{}: address {ip:?}", path.display(), n + 1))?;
+            Ok((key.to_owned(), ip))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -220,5 +247,28 @@ mod tests {
         for l in &licenses {
             assert!(LicenseKey::parse(&l.key, &secret).is_ok(), "{}", l.key);
         }
+    }
+
+    #[test]
+    fn the_keys_file_reads_back_what_was_written() {
+        let secret = ChecksumKey::new(DEV_CHECKSUM_SECRET.as_bytes()).unwrap();
+        let code = ProductCode::parse("BENCH").unwrap();
+        let spec = Spec {
+            product_code: "BENCH".into(),
+            count: 3,
+            bind_ips: true,
+            ip_offset: 0,
+        };
+        let licenses = generate(&code, &secret, &spec).unwrap();
+        let path = std::env::temp_dir().join(format!("celaest-keys-{}.csv", std::process::id()));
+        write_keys(&path, &licenses).unwrap();
+        let read = read_keys(&path);
+        std::fs::write(&path, "key,ip\nA,10.0.0.1\n").unwrap();
+        let foreign = read_keys(&path);
+        std::fs::remove_file(&path).unwrap();
+        let expected: Vec<(String, Ipv4Addr)> =
+            licenses.iter().map(|l| (l.key.clone(), l.ip)).collect();
+        assert_eq!(read.unwrap(), expected);
+        assert!(foreign.is_err(), "another CSV is refused");
     }
 }

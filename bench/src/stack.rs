@@ -33,7 +33,7 @@ impl Layout {
         Ok(path)
     }
 
-    pub fn log(&self, name: &str) -> PathBuf {
+    fn log(&self, name: &str) -> PathBuf {
         self.work_dir.join(format!("{name}.log"))
     }
 }
@@ -42,7 +42,7 @@ impl Layout {
 #[derive(Debug)]
 pub struct Process {
     pub name: String,
-    pub child: Child,
+    child: Child,
     /// Its HTTP address.
     pub addr: SocketAddr,
 }
@@ -140,13 +140,13 @@ impl Drop for Process {
 }
 
 /// Resident memory of a process, in bytes.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Memory {
     pub rss: u64,
     pub peak_rss: u64,
 }
 
-pub fn memory_of(pid: u32) -> anyhow::Result<Memory> {
+fn memory_of(pid: u32) -> anyhow::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
         let line = status
@@ -194,8 +194,8 @@ pub fn database_named(base: &str, name: &str) -> String {
 pub struct CentralSettings {
     pub env: Vec<(String, String)>,
     pub http: SocketAddr,
-    pub replication: SocketAddr,
-    pub certs: PathBuf,
+    replication: SocketAddr,
+    certs: PathBuf,
 }
 
 impl CentralSettings {
