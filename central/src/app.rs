@@ -13,12 +13,17 @@ use crate::{
 };
 
 /// Installs the global tracing subscriber (JSON lines unless `LOG_FORMAT=pretty`).
-pub fn init_tracing(config: &Config) {
+///
+/// Lines go to stderr through a writer thread, so a request never waits on the terminal or a
+/// full pipe; if that thread falls far behind, lines are dropped rather than waited for. Keep the
+/// returned guard for the life of the process: dropping it writes out what is still queued.
+pub fn init_tracing(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match config.log.format {
         LogFormat::Json => builder
             .json()
@@ -31,6 +36,7 @@ pub fn init_tracing(config: &Config) {
     if let Err(e) = result {
         tracing::debug!(error = %e, "tracing subscriber already installed");
     }
+    guard
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -51,7 +51,7 @@ pub enum Command {
 /// Parses arguments, loads configuration and runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    app::init_tracing(&config);
+    let _log = app::init_tracing(&config);
     match cli.command {
         Command::Serve { with_workers } => app::run_server(config, with_workers).await,
         Command::Worker => app::run_workers(config).await,

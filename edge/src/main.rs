@@ -20,9 +20,12 @@ async fn run() -> anyhow::Result<()> {
     let config = EdgeConfig::from_env()?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Through a writer thread: a validation never waits on stderr (lines are dropped, not
+    // waited for, if it falls far behind). The guard writes out what is queued when run ends.
+    let (writer, _log) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if config.log_pretty {
         builder.init();
     } else {

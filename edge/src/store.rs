@@ -514,19 +514,30 @@ mod tests {
 
     #[test]
     fn freshness_is_zero_while_live_and_counts_from_the_disconnection() {
+        let installed = std::time::Instant::now();
         let store = ready_store();
         store.set_live(true);
+        std::thread::sleep(std::time::Duration::from_millis(60));
         assert_eq!(
             store.freshness(),
             Some(Freshness {
                 live: true,
                 age_ms: 0
-            })
+            }),
+            "no age while live, however long ago the state arrived"
         );
         store.set_live(false);
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let freshness = store.freshness().unwrap();
         assert!(!freshness.live);
-        assert!(freshness.age_ms < 1_000);
+        // Counted from the disconnection (30 ms ago), not from the snapshot (60 ms earlier).
+        let since_install = u64::try_from(installed.elapsed().as_millis()).unwrap();
+        assert!(freshness.age_ms >= 30, "{}", freshness.age_ms);
+        assert!(
+            freshness.age_ms + 55 <= since_install,
+            "{} of {since_install}",
+            freshness.age_ms
+        );
         assert!(store.seconds_since_last_change().unwrap() < 1.0);
     }
 }

@@ -44,8 +44,13 @@ pub fn availability(edge: &EdgeState) -> Result<u64, Unavailable> {
     Ok(freshness.age_ms)
 }
 
-/// What the memory alone decided for one request.
-enum Step {
+/// What the memory alone decided for one request, with the address its body claimed.
+struct Step {
+    claimed: Option<IpAddr>,
+    outcome: Outcome,
+}
+
+enum Outcome {
     /// Answered.
     Done {
         answer: ValidationAnswer,
@@ -74,13 +79,13 @@ pub async fn validate_all(
         .iter()
         .map(|request| from_memory(edge, request, source, now, lang));
     let answers = join_all(steps.zip(requests).map(|(step, request)| async move {
-        let (mut answer, license_id, key_hash) = match step {
-            Step::Done {
+        let (mut answer, license_id, key_hash) = match step.outcome {
+            Outcome::Done {
                 answer,
                 license_id,
                 key_hash,
             } => (answer, license_id, key_hash),
-            Step::Bind { license, key_hash } => {
+            Outcome::Bind { license, key_hash } => {
                 let decision = bind(edge, &license, source, request).await;
                 // A license central no longer has is answered like any unknown key.
                 let (shown, license_id) = match decision {
@@ -99,7 +104,16 @@ pub async fn validate_all(
             }
         };
         answer.state_age_ms = Some(state_age_ms);
-        record(edge, request, source, &answer, license_id, key_hash, now);
+        let device_info = request.recorded_device_info(step.claimed, source);
+        record(
+            edge,
+            source,
+            device_info,
+            &answer,
+            license_id,
+            key_hash,
+            now,
+        );
         answer
     }));
     answers.await
@@ -114,31 +128,34 @@ fn from_memory(
     lang: Lang,
 ) -> Step {
     let answered_by = edge.config.edge_id.as_str();
-    let key = match request.parse(&edge.config.keys.checksum) {
-        Ok(parsed) => parsed.key,
+    let (key, claimed) = match request.parse(&edge.config.keys.checksum) {
+        Ok(parsed) => (parsed.key, Some(parsed.ip)),
         Err(code) => {
-            return Step::Done {
-                answer: ValidationAnswer::from_decision(
-                    Decision::Invalid(code),
-                    None,
-                    request.nonce.clone(),
-                    now,
-                    answered_by,
-                    lang,
-                ),
-                license_id: None,
-                key_hash: None,
+            return Step {
+                claimed: parse_ip(&request.ip_address).ok(),
+                outcome: Outcome::Done {
+                    answer: ValidationAnswer::from_decision(
+                        Decision::Invalid(code),
+                        None,
+                        request.nonce.clone(),
+                        now,
+                        answered_by,
+                        lang,
+                    ),
+                    license_id: None,
+                    key_hash: None,
+                },
             };
         }
     };
     let key_hash = key.hash();
-    edge.store.with_license(&key_hash, |state| {
+    let outcome = edge.store.with_license(&key_hash, |state| {
         match (decide(state, source, now), state) {
-            (Decision::BindNewIp { .. }, Some(license)) => Step::Bind {
+            (Decision::BindNewIp { .. }, Some(license)) => Outcome::Bind {
                 license: Box::new(license.clone()),
                 key_hash,
             },
-            (decision, state) => Step::Done {
+            (decision, state) => Outcome::Done {
                 answer: ValidationAnswer::from_decision(
                     decision,
                     state,
@@ -151,7 +168,8 @@ fn from_memory(
                 key_hash: Some(key_hash),
             },
         }
-    })
+    });
+    Step { claimed, outcome }
 }
 
 /// Asks central to bind `source` to `license`; what to answer when it cannot is the offline
@@ -201,8 +219,8 @@ async fn bind(
 /// Counts the answer, feeds the collision window and queues the report for central.
 fn record(
     edge: &EdgeState,
-    request: &ValidateRequest,
     source: IpAddr,
+    device_info: Option<String>,
     answer: &ValidationAnswer,
     license_id: Option<Uuid>,
     key_hash: Option<KeyHash>,
@@ -221,57 +239,12 @@ fn record(
         );
     }
     edge.reports.push(ValidationReport {
-        id: Uuid::now_v7(),
+        id: celaest_protocol::ids::v7_at(now),
         license_id,
         key_hash,
         ip: source,
-        device_info: device_info(request, source),
+        device_info,
         code: answer.code,
         validated_at: now,
     });
-}
-
-/// The device text as central records it: with the body's address when it differs from the
-/// source, for diagnosis.
-fn device_info(request: &ValidateRequest, source: IpAddr) -> Option<String> {
-    let claimed = parse_ip(&request.ip_address)
-        .ok()
-        .filter(|ip| *ip != source);
-    match (request.device_info.as_deref(), claimed) {
-        (device, None) => device.map(str::to_owned),
-        (Some(device), Some(ip)) => Some(format!("{device} (reported ip {ip})")),
-        (None, Some(ip)) => Some(format!("(reported ip {ip})")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(ip: &str, device: Option<&str>) -> ValidateRequest {
-        ValidateRequest {
-            license_key: String::new(),
-            ip_address: ip.to_owned(),
-            device_info: device.map(str::to_owned),
-            nonce: None,
-        }
-    }
-
-    #[test]
-    fn the_device_text_keeps_a_claimed_address_that_is_not_the_source() {
-        let source = IpAddr::from([203, 0, 113, 5]);
-        assert_eq!(
-            device_info(&request("203.0.113.5", Some("pc")), source),
-            Some("pc".into())
-        );
-        assert_eq!(
-            device_info(&request("10.0.0.1", Some("pc")), source),
-            Some("pc (reported ip 10.0.0.1)".into())
-        );
-        assert_eq!(
-            device_info(&request("10.0.0.1", None), source),
-            Some("(reported ip 10.0.0.1)".into())
-        );
-        assert_eq!(device_info(&request("nonsense", None), source), None);
-    }
 }

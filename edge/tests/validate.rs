@@ -442,3 +442,31 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("celaest_edge_seconds_since_last_change "));
     assert!(text.contains("celaest_edge_reports_dropped_total 1"));
 }
+
+#[tokio::test]
+async fn one_license_used_from_two_addresses_is_one_collision_here() {
+    let key = new_key();
+    let bound = [BOUND, "198.51.100.8", "198.51.100.9"];
+    let (_, base, _stop) = edge_with(
+        config(&[]),
+        vec![license(&key, LicenseStatus::Active, 5, &bound)],
+    )
+    .await;
+    let collisions = || async {
+        let text = String::from_utf8(common::get(&base, "/metrics").await.bytes).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("celaest_edge_collisions_total "))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        code_of(&validate(&base, key.as_str(), bound[0]).await),
+        "VALID"
+    );
+    assert_eq!(collisions().await.as_deref(), Some("0"));
+    // A second address within the window opens the episode; a third joins it, not a new one.
+    validate(&base, key.as_str(), bound[1]).await;
+    assert_eq!(collisions().await.as_deref(), Some("1"));
+    validate(&base, key.as_str(), bound[2]).await;
+    validate(&base, key.as_str(), bound[0]).await;
+    assert_eq!(collisions().await.as_deref(), Some("1"));
+}

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod collision;
 pub mod envelope;
 mod hex;
+pub mod ids;
 pub mod input;
 pub mod lang;
 pub mod license_key;

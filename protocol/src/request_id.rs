@@ -16,7 +16,7 @@ pub fn accept_or_generate(incoming: Option<&str>) -> String {
         {
             v.to_owned()
         }
-        _ => uuid::Uuid::now_v7().to_string(),
+        _ => crate::ids::v7_now().to_string(),
     }
 }
 

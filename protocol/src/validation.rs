@@ -397,6 +397,7 @@ pub fn decide(state: Option<&LicenseState>, ip: IpAddr, now: DateTime<Utc>) -> D
 /// `ip_address` is what the client says; whether it must equal the request's real source
 /// address, or is replaced by it, is the policy of the service answering — here it is just input.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     pub license_key: String,
     pub ip_address: String,
@@ -433,6 +434,21 @@ impl ValidateRequest {
         let key = LicenseKey::parse(&self.license_key, secret)?;
         let ip = parse_ip(&self.ip_address)?;
         Ok(ParsedRequest { key, ip })
+    }
+
+    /// The device text a validation is recorded with (central and edge alike): the request's
+    /// `device_info`, with the address the body claimed when it is not the `source` that counted
+    /// — kept for diagnosis, since the body cannot choose the slot. `claimed` is the body's
+    /// `ip_address` as parsed (`None` when it was not a valid address).
+    pub fn recorded_device_info(&self, claimed: Option<IpAddr>, source: IpAddr) -> Option<String> {
+        match (
+            self.device_info.as_deref(),
+            claimed.filter(|ip| *ip != source),
+        ) {
+            (device, None) => device.map(str::to_owned),
+            (Some(device), Some(ip)) => Some(format!("{device} (reported ip {ip})")),
+            (None, Some(ip)) => Some(format!("(reported ip {ip})")),
+        }
     }
 }
 
@@ -533,6 +549,28 @@ pub fn check_request_fields(
         512,
     );
     errors.opt_text(&format!("{prefix}nonce"), request.nonce.as_deref(), 1, 256);
+}
+
+impl crate::input::Validate for ValidateRequest {
+    fn validate(&self, errors: &mut crate::input::FieldErrors) {
+        check_request_fields(errors, "", self);
+    }
+}
+
+/// `POST /api/licenses/batch-validate`'s body: 1–[`BATCH_MAX`] validations, answered in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub items: Vec<ValidateRequest>,
+}
+
+impl crate::input::Validate for BatchRequest {
+    fn validate(&self, errors: &mut crate::input::FieldErrors) {
+        check_batch_size(errors, self.items.len());
+        for (i, item) in self.items.iter().enumerate() {
+            check_request_fields(errors, &format!("items[{i}]."), item);
+        }
+    }
 }
 
 /// The size limit of a batch.
@@ -1007,6 +1045,33 @@ mod tests {
             serde_json::to_value(&ips).unwrap(),
             serde_json::json!(["192.168.1.1", "192.168.1.2"])
         );
+    }
+
+    #[test]
+    fn the_device_text_keeps_a_claimed_address_that_is_not_the_source() {
+        let request = |device: Option<&str>| ValidateRequest {
+            license_key: String::new(),
+            ip_address: String::new(),
+            device_info: device.map(str::to_owned),
+            nonce: None,
+        };
+        let source = IpAddr::from([203, 0, 113, 5]);
+        let other = IpAddr::from([10, 0, 0, 1]);
+        let pc = request(Some("pc"));
+        assert_eq!(
+            pc.recorded_device_info(Some(source), source),
+            Some("pc".into())
+        );
+        assert_eq!(pc.recorded_device_info(None, source), Some("pc".into()));
+        assert_eq!(
+            pc.recorded_device_info(Some(other), source),
+            Some("pc (reported ip 10.0.0.1)".into())
+        );
+        assert_eq!(
+            request(None).recorded_device_info(Some(other), source),
+            Some("(reported ip 10.0.0.1)".into())
+        );
+        assert_eq!(request(None).recorded_device_info(None, source), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::{
 use celaest_protocol::{
     SuccessEnvelope, ValidateRequest, ValidationAnswer,
     signing::{JwkSet, KeyRing, SIGNATURE_HEADER},
-    validation::{check_batch_size, check_request_fields, parse_ip},
+    validation::{BatchRequest, parse_ip},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,6 @@ use crate::{
     users::ListQueryDoc,
 };
 
-pub use celaest_protocol::validation::BATCH_MAX;
 pub const LICENSE_STATUSES: &[&str] = &["active", "suspended", "revoked", "expired"];
 
 /// Routes for licensed software: no credentials, limited per client IP.
@@ -380,50 +379,26 @@ async fn delete_license(
 
 // ----- validation -------------------------------------------------------------------------
 
-/// `POST /api/licenses/validate`'s body.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /api/licenses/validate`'s body, as documented (the wire type is `protocol`'s
+/// `ValidateRequest`, shared with the edges; a test keeps the two in step).
+#[derive(Debug, ToSchema)]
+#[expect(dead_code, reason = "documentation only")]
 pub struct ValidateBody {
     /// `CELAEST-{PRODUCT_CODE}-{RANDOM_8}-{CHECKSUM_4}`.
-    pub license_key: String,
+    license_key: String,
     /// The client's address as it sees it; the request's source address is what binds a slot.
-    pub ip_address: String,
-    pub device_info: Option<String>,
+    ip_address: String,
+    device_info: Option<String>,
     /// Echoed in the signed answer, so the client can reject a replayed one.
-    pub nonce: Option<String>,
+    nonce: Option<String>,
 }
 
-impl From<ValidateBody> for ValidateRequest {
-    fn from(b: ValidateBody) -> Self {
-        Self {
-            license_key: b.license_key,
-            ip_address: b.ip_address,
-            device_info: b.device_info,
-            nonce: b.nonce,
-        }
-    }
-}
-
-impl Validate for ValidateBody {
-    fn validate(&self, errors: &mut FieldErrors) {
-        check_request_fields(errors, "", &self.clone().into());
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /api/licenses/batch-validate`'s body, as documented (`protocol`'s `BatchRequest`).
+#[derive(Debug, ToSchema)]
+#[expect(dead_code, reason = "documentation only")]
 pub struct BatchBody {
     /// 1–100 validations.
-    pub items: Vec<ValidateBody>,
-}
-
-impl Validate for BatchBody {
-    fn validate(&self, errors: &mut FieldErrors) {
-        check_batch_size(errors, self.items.len());
-        for (i, item) in self.items.iter().enumerate() {
-            check_request_fields(errors, &format!("items[{i}]."), &item.clone().into());
-        }
-    }
+    items: Vec<ValidateBody>,
 }
 
 /// The verdict of one validation, as documented (the wire type is `protocol`'s
@@ -493,16 +468,10 @@ fn signed<T: Serialize>(keys: &KeyRing, data: T) -> Result<Response> {
 async fn validate_one(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Json(body): Json<ValidateBody>,
+    Json(request): Json<ValidateRequest>,
 ) -> Result<Response> {
-    let answer = validate::validate(
-        &state.db,
-        &state.licensing,
-        &body.into(),
-        ip,
-        current_lang(),
-    )
-    .await?;
+    let answer =
+        validate::validate(&state.db, &state.licensing, &request, ip, current_lang()).await?;
     signed(&state.licensing.keys, answer)
 }
 
@@ -513,13 +482,12 @@ async fn validate_one(
 async fn validate_batch(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Json(body): Json<BatchBody>,
+    Json(body): Json<BatchRequest>,
 ) -> Result<Response> {
     let lang = current_lang();
     let mut results = Vec::with_capacity(body.items.len());
-    for item in body.items {
-        results
-            .push(validate::validate(&state.db, &state.licensing, &item.into(), ip, lang).await?);
+    for item in &body.items {
+        results.push(validate::validate(&state.db, &state.licensing, &item, ip, lang).await?);
     }
     signed(&state.licensing.keys, BatchAnswer { results })
 }

@@ -13,10 +13,14 @@
 //! (per product, else the global setting; off by default) the license is revoked automatically,
 //! audited, and the revocation streams to the edges like any other change.
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
 
-use celaest_protocol::collision::CollisionWindow;
-use chrono::{DateTime, TimeDelta, Utc};
+use celaest_protocol::collision::{CollisionWindow, DEFAULT_WINDOW_SECS, MAX_TRACKED_IPS};
+use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -30,9 +34,6 @@ use crate::{
 const QUEUE_CAPACITY: usize = 100_000;
 const BATCH_MAX: usize = 1_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
-pub const COLLISION_WINDOW: Duration = Duration::from_secs(300);
-/// At most this many distinct recent IPs are remembered per license.
-const TRACKED_IPS: usize = 16;
 
 /// One validation to store.
 #[derive(Debug, Clone)]
@@ -183,7 +184,10 @@ impl Writer {
     }
 
     async fn store(&mut self, records: &[ValidationRecord]) -> anyhow::Result<()> {
-        let stored = insert_validations(&self.db, records).await?;
+        let stored: HashSet<Uuid> = insert_validations(&self.db, records)
+            .await?
+            .into_iter()
+            .collect();
         let fresh: Vec<&ValidationRecord> =
             records.iter().filter(|r| stored.contains(&r.id)).collect();
         if fresh.is_empty() {
@@ -200,7 +204,9 @@ impl Writer {
                 ));
             }
         }
-        for (license, seen) in by_license {
+        for (license, mut seen) in by_license {
+            // Oldest first, as the window expects: edge reports may arrive late or interleaved.
+            seen.sort_by_key(|(_, at, _)| *at);
             if let Some(episode) = self.observe(license, &seen).await {
                 record_collision(&self.db, license, &episode).await?;
             }
@@ -214,11 +220,7 @@ impl Writer {
             Ok(episode) => episode,
             Err(e) => {
                 tracing::warn!(error = %e, "collision detection falls back to this instance's memory");
-                let window = self.local_windows.entry(license).or_insert_with(|| {
-                    CollisionWindow::new(
-                        TimeDelta::from_std(COLLISION_WINDOW).unwrap_or(TimeDelta::minutes(5)),
-                    )
-                });
+                let window = self.local_windows.entry(license).or_default();
                 let mut opened = None;
                 for (ip, at, by) in seen {
                     if let Some(episode) = window.observe(*ip, *at) {
@@ -249,29 +251,39 @@ struct Episode {
     detected_by: String,
 }
 
-/// KEYS[1]: the license's recent IPs (zset ip → last ms); KEYS[2]: its open episode marker.
-/// ARGV: window ms, tracked IPs, then (ip, ms) pairs. Returns the window's IPs and times when a
-/// new episode opens, else an empty list.
+/// The protocol's `CollisionWindow::observe`, shared by every instance: one observation at a
+/// time, in the order given (oldest first).
+/// KEYS[1]: the license's recent IPs (zset ip → last ms); KEYS[2]: present while an episode is
+/// open. ARGV: window ms, tracked IPs, then (ip, ms) pairs. Returns the window's IPs and times
+/// when an episode opened, else an empty list.
 const COLLISION_SCRIPT: &str = r"
 local window = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
-local latest = 0
+local opened = {}
 for i = 3, #ARGV, 2 do
-  local at = tonumber(ARGV[i + 1])
-  local prev = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if not prev or tonumber(prev) < at then redis.call('ZADD', KEYS[1], at, ARGV[i]) end
-  if at > latest then latest = at end
+  local ip, at = ARGV[i], tonumber(ARGV[i + 1])
+  local reference = at
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if newest[2] and tonumber(newest[2]) > at then reference = tonumber(newest[2]) end
+  local horizon = reference - window
+  -- Older than a window before the latest use: too late to change anything.
+  if at > horizon then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
+    -- At most one address left inside the window: any episode is over.
+    if redis.call('ZCARD', KEYS[1]) <= 1 then redis.call('DEL', KEYS[2]) end
+    local prev = redis.call('ZSCORE', KEYS[1], ip)
+    if not prev or tonumber(prev) < at then redis.call('ZADD', KEYS[1], at, ip) end
+    local excess = redis.call('ZCARD', KEYS[1]) - keep
+    if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
+    if redis.call('ZCARD', KEYS[1]) >= 2 and redis.call('EXISTS', KEYS[2]) == 0 then
+      redis.call('SET', KEYS[2], '1')
+      opened = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+    end
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (latest - window))
-local excess = redis.call('ZCARD', KEYS[1]) - keep
-if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
 redis.call('PEXPIRE', KEYS[1], window)
-if redis.call('ZCARD', KEYS[1]) < 2 then return {} end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', window) then
-  return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-end
-redis.call('PEXPIRE', KEYS[2], window)
-return {}
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], window) end
+return opened
 ";
 
 async fn observe_in_redis(
@@ -283,8 +295,7 @@ async fn observe_in_redis(
     let script = redis::Script::new(COLLISION_SCRIPT);
     let mut call = script.key(redis.key(&format!("collision:ips:{license}")));
     call.key(redis.key(&format!("collision:episode:{license}")));
-    call.arg(u64::try_from(COLLISION_WINDOW.as_millis()).unwrap_or(300_000))
-        .arg(TRACKED_IPS);
+    call.arg(DEFAULT_WINDOW_SECS * 1000).arg(MAX_TRACKED_IPS);
     for (ip, at, _) in seen {
         call.arg(ip.to_string()).arg(at.timestamp_millis());
     }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use celaest_protocol::{LicenseKey, ProductCode};
+use celaest_protocol::{LicenseKey, ProductCode, replication::BindOutcome};
 use chrono::{Duration, Utc};
 use ring::rand::SystemRandom;
 use serde_json::json;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     CreateLicense, License, RenewLicense, UpdateLicense,
-    store::{self, BindOutcome, LicenseVisibility},
+    store::{self, LicenseVisibility},
     validate::Licensing,
 };
 use crate::{
@@ -375,6 +375,7 @@ pub async fn bind(
             ));
         }
         BindOutcome::Full => return Err(Error::api(ErrorCode::IpLimitReached)),
+        BindOutcome::NotFound => return Err(Error::not_found()),
     };
     let event =
         AuditEvent::new("license.ip_bound", "license", id).meta("ip_address", ip.to_string());

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use celaest_protocol::{LicenseState, LicenseStatus, ProductCode, validation::BoundIps};
+use celaest_protocol::{
+    LicenseState, LicenseStatus, ProductCode, replication::BindOutcome, validation::BoundIps,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use ipnetwork::IpNetwork;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -114,16 +116,9 @@ pub async fn state_by_hash(db: &PgPool, hash: &[u8]) -> sqlx::Result<Option<Lice
     }))
 }
 
-/// The result of binding an IP to a license.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindOutcome {
-    Bound { remaining: u32 },
-    AlreadyBound { remaining: u32 },
-    Full,
-}
-
 /// Binds `ip` to the license if a slot is free — under the license's row lock, so concurrent
 /// binds of new IPs can never exceed `max_ips` — and writes the change to the outbox.
+/// `NotFound` when the license is gone (deleted since it was read).
 pub async fn bind_ip(
     conn: &mut PgConnection,
     license_id: Uuid,
@@ -133,29 +128,30 @@ pub async fn bind_ip(
 ) -> sqlx::Result<BindOutcome> {
     // Lock first, count after: under READ COMMITTED a statement's snapshot is taken before it
     // waits for the lock, so counting in the locking statement would see stale bindings.
-    let max_ips = sqlx::query_scalar!(
+    let Some(max_ips) = sqlx::query_scalar!(
         "SELECT max_ips FROM licenses WHERE id = $1 FOR UPDATE",
         license_id
     )
-    .fetch_one(&mut *conn)
-    .await?;
-    let limits = sqlx::query!(
-        r#"SELECT $2::int AS "max_ips!",
-                  (SELECT count(*) FROM license_ip_bindings b WHERE b.license_id = $1) AS "bound!",
-                  EXISTS (SELECT 1 FROM license_ip_bindings b WHERE b.license_id = $1 AND b.ip_address = $3) AS "present!""#,
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(BindOutcome::NotFound);
+    };
+    let slots = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM license_ip_bindings b WHERE b.license_id = $1) AS "bound!",
+                  EXISTS (SELECT 1 FROM license_ip_bindings b WHERE b.license_id = $1 AND b.ip_address = $2) AS "present!""#,
         license_id,
-        max_ips,
         IpNetwork::from(ip)
     )
     .fetch_one(&mut *conn)
     .await?;
-    let max = i64::from(limits.max_ips);
-    if limits.present {
+    let max = i64::from(max_ips);
+    if slots.present {
         return Ok(BindOutcome::AlreadyBound {
-            remaining: u32::try_from(max - limits.bound).unwrap_or(0),
+            remaining: u32::try_from(max - slots.bound).unwrap_or(0),
         });
     }
-    if limits.bound >= max {
+    if slots.bound >= max {
         return Ok(BindOutcome::Full);
     }
     sqlx::query!(
@@ -169,8 +165,21 @@ pub async fn bind_ip(
     .await?;
     replicate(conn, license_id).await?;
     Ok(BindOutcome::Bound {
-        remaining: u32::try_from(max - limits.bound - 1).unwrap_or(0),
+        remaining: u32::try_from(max - slots.bound - 1).unwrap_or(0),
     })
+}
+
+/// A validation's automatic bind (at central, or asked by an edge), in a transaction of its own.
+pub async fn bind_ip_now(
+    db: &PgPool,
+    license_id: Uuid,
+    ip: IpAddr,
+    device_info: Option<&str>,
+) -> sqlx::Result<BindOutcome> {
+    let mut tx = db.begin().await?;
+    let outcome = bind_ip(&mut tx, license_id, ip, "auto", device_info).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 /// Removes a binding; `false` when the IP was not bound.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use celaest_protocol::{
     ChecksumKey, Decision, Lang, ValidateRequest, ValidationAnswer, ValidationCode, decide,
+    replication::BindOutcome,
     signing::{KeyRing, SigningKey, VerifyingKey},
     validation::parse_ip,
 };
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use super::{
     recorder::{Recorder, ValidationRecord},
-    store::{self, BindOutcome},
+    store,
 };
 use crate::{cache::Redis, config::LicensingConfig, http::Result};
 
@@ -74,8 +75,8 @@ pub async fn validate(
     let now = Utc::now();
     let nonce = request.nonce.clone();
     let parsed = request.parse(&licensing.checksum);
-    let key = match parsed {
-        Ok(parsed) => parsed.key,
+    let (key, claimed) = match parsed {
+        Ok(parsed) => (parsed.key, Some(parsed.ip)),
         Err(code) => {
             // A malformed key or IP is answered at once; the record keeps no license.
             let answer = ValidationAnswer::from_decision(
@@ -86,30 +87,20 @@ pub async fn validate(
                 ANSWERED_BY,
                 lang,
             );
+            let device_info =
+                request.recorded_device_info(parse_ip(&request.ip_address).ok(), source);
             licensing
                 .recorder
-                .record(record(None, None, source, request, code, now));
+                .record(record(None, None, source, device_info, code, now));
             return Ok(answer);
         }
     };
     let hash = key.hash();
     let state = store::state_by_hash(db, hash.as_bytes()).await?;
-    let decision = match decide(state.as_ref(), source, now) {
-        Decision::BindNewIp { .. } => {
-            let Some(license) = &state else {
-                return Err(crate::http::Error::not_found());
-            };
-            let mut tx = db.begin().await?;
-            let outcome = store::bind_ip(
-                &mut tx,
-                license.id,
-                source,
-                "auto",
-                request.device_info.as_deref(),
-            )
-            .await?;
-            tx.commit().await?;
-            match outcome {
+    let decision = match (decide(state.as_ref(), source, now), &state) {
+        (Decision::BindNewIp { .. }, Some(license)) => {
+            let device = request.device_info.as_deref();
+            match store::bind_ip_now(db, license.id, source, device).await? {
                 BindOutcome::Bound { remaining } | BindOutcome::AlreadyBound { remaining } => {
                     Decision::Valid {
                         remaining_ips: remaining,
@@ -117,10 +108,13 @@ pub async fn validate(
                 }
                 // Another request took the last slot first.
                 BindOutcome::Full => Decision::Invalid(ValidationCode::IpLimitReached),
+                // Deleted since it was read: answered like any unknown key, as an edge does.
+                BindOutcome::NotFound => Decision::Invalid(ValidationCode::LicenseNotFound),
             }
         }
-        other => other,
+        (decision, _) => decision,
     };
+    let state = state.filter(|_| decision != Decision::Invalid(ValidationCode::LicenseNotFound));
     let answer =
         ValidationAnswer::from_decision(decision, state.as_ref(), nonce, now, ANSWERED_BY, lang);
     let license_id = state.as_ref().map(|s| s.id);
@@ -128,7 +122,7 @@ pub async fn validate(
         license_id,
         Some(*hash.as_bytes()),
         source,
-        request,
+        request.recorded_device_info(claimed, source),
         answer.code,
         now,
     ));
@@ -139,20 +133,12 @@ fn record(
     license_id: Option<Uuid>,
     key_hash: Option<[u8; 32]>,
     source: IpAddr,
-    request: &ValidateRequest,
+    device_info: Option<String>,
     code: ValidationCode,
     now: chrono::DateTime<Utc>,
 ) -> ValidationRecord {
-    let claimed = parse_ip(&request.ip_address)
-        .ok()
-        .filter(|ip| *ip != source);
-    let device_info = match (request.device_info.as_deref(), claimed) {
-        (device, None) => device.map(str::to_owned),
-        (Some(device), Some(ip)) => Some(format!("{device} (reported ip {ip})")),
-        (None, Some(ip)) => Some(format!("(reported ip {ip})")),
-    };
     ValidationRecord {
-        id: Uuid::now_v7(),
+        id: celaest_protocol::ids::v7_at(now),
         license_id,
         key_hash,
         ip: source,

@@ -592,10 +592,9 @@ async fn save_product(
             ),
     };
     audit::record(&mut tx, principal.into(), Some(meta), event).await?;
-    // Edges learn about products whose availability may have changed.
-    if before.is_none_or(|b| b.status != product.status) {
-        store::replicate(&mut tx, product.id).await?;
-    }
+    // Every save reaches the edges (product writes are rare): availability and code both matter
+    // there, and deciding from `before` would trust a row read outside this transaction.
+    store::replicate(&mut tx, product.id).await?;
     let saved = store::get_product(&mut tx, product.id)
         .await?
         .ok_or_else(Error::not_found)?;

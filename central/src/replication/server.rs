@@ -381,26 +381,8 @@ async fn bind(
     ip: std::net::IpAddr,
     device_info: Option<&str>,
 ) -> Option<BindOutcome> {
-    let result = async {
-        let mut tx = state.db.begin().await?;
-        let outcome =
-            licensing::store::bind_ip(&mut tx, license_id, ip, "auto", device_info).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(outcome)
-    }
-    .await;
-    match result {
-        Ok(licensing::store::BindOutcome::Bound { remaining }) => {
-            Some(BindOutcome::Bound { remaining })
-        }
-        Ok(licensing::store::BindOutcome::AlreadyBound { remaining }) => {
-            Some(BindOutcome::AlreadyBound { remaining })
-        }
-        Ok(licensing::store::BindOutcome::Full) => Some(BindOutcome::Full),
-        Err(sqlx::Error::RowNotFound) => Some(BindOutcome::NotFound),
-        Err(e) => {
-            tracing::error!(error = %e, %license_id, "bind for an edge failed");
-            None
-        }
-    }
+    licensing::store::bind_ip_now(&state.db, license_id, ip, device_info)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, %license_id, "bind for an edge failed"))
+        .ok()
 }

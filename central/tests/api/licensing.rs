@@ -443,6 +443,23 @@ async fn two_ips_more_than_five_minutes_apart_are_no_collision(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_collision_inside_one_late_batch_is_found(db: PgPool) {
+    // An edge's report batch arriving late, newest first: the two uses 12 and 11 minutes ago
+    // collide although a use from now is in the same batch.
+    let f = Fixture::new(db).await;
+    let license = f.license(json!({})).await;
+    let id: Uuid = license["id"].as_str().unwrap().parse().unwrap();
+    let recorder = &f.id.app.state.licensing.recorder;
+    recorder.record(record(id, "203.0.113.3", 0));
+    recorder.record(record(id, "203.0.113.2", 11));
+    recorder.record(record(id, "203.0.113.1", 12));
+    f.flush().await;
+    let found = collisions(&f, &id.to_string()).await;
+    assert_eq!(found["meta"]["total"], 1, "{found}");
+    assert_eq!(found["data"][0]["ip_count"], 2);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
 async fn past_the_products_threshold_a_license_is_revoked_automatically(db: PgPool) {
     let f = Fixture::new(db).await;
     f.act(
@@ -985,6 +1002,30 @@ async fn the_documented_answer_matches_the_one_on_the_wire(db: PgPool) {
     }
     assert_eq!(wire, documented);
     assert_eq!(license, documented_license);
+
+    // And the request body: every field the wire type takes is documented, and no other.
+    let request = celaest_protocol::ValidateRequest {
+        license_key: key,
+        ip_address: "203.0.113.80".into(),
+        device_info: Some("pc".into()),
+        nonce: Some("n".into()),
+    };
+    let mut taken: Vec<String> = serde_json::to_value(&request)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut documented_body: Vec<String> = schemas["ValidateBody"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    taken.sort();
+    documented_body.sort();
+    assert_eq!(taken, documented_body);
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
@@ -1043,4 +1084,37 @@ async fn a_flush_says_when_records_could_not_be_stored() {
         recorder.flush().await,
         "nothing was dropped since the last flush"
     );
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_product_code_changed_before_any_license_reaches_the_edges(db: PgPool) {
+    let f = Fixture::new(db).await;
+    f.act(
+        Method::PATCH,
+        &format!("/api/products/{}", f.product),
+        Some(json!({"code": "MKS"})),
+    )
+    .await
+    .assert_ok();
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'code' FROM replication_log \
+         WHERE kind = 'product.upsert' AND entity_id = $1 ORDER BY seq",
+    )
+    .bind(f.product)
+    .fetch_all(&f.id.db)
+    .await
+    .unwrap();
+    assert_eq!(codes, ["MKT", "MKS"]);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn binding_to_a_license_deleted_meanwhile_is_not_found(db: PgPool) {
+    use celaest_central::licensing::store;
+    use celaest_protocol::replication::BindOutcome;
+
+    let ip = std::net::IpAddr::from([192, 0, 2, 9]);
+    let outcome = store::bind_ip_now(&db, Uuid::now_v7(), ip, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome, BindOutcome::NotFound);
 }

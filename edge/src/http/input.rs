@@ -1,4 +1,4 @@
-//! The validation endpoints' request bodies and central's answers to malformed input, reproduced
+//! Central's answers to malformed input at the validation endpoints, reproduced
 //! exactly: 415 `UNSUPPORTED_MEDIA_TYPE` without a JSON content type, 413 `PAYLOAD_TOO_LARGE`
 //! past the body limit, 400 `MALFORMED_JSON` (with `line` and `column`) for broken syntax, and
 //! 422 `VALIDATION_FAILED` with `details.fields` — `[{field, code, message}]` in the caller's
@@ -14,57 +14,13 @@ use axum::{
     http::{StatusCode, header},
 };
 use celaest_protocol::{
-    ErrorCode, Lang, ValidateRequest,
+    ErrorCode, Lang,
     input::{FieldErrors, JsonProblem, Validate},
-    validation::{check_batch_size, check_request_fields},
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::EdgeError;
-
-/// `POST /api/licenses/validate`'s body, as central declares it.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidateBody {
-    pub license_key: String,
-    pub ip_address: String,
-    pub device_info: Option<String>,
-    pub nonce: Option<String>,
-}
-
-impl From<ValidateBody> for ValidateRequest {
-    fn from(b: ValidateBody) -> Self {
-        Self {
-            license_key: b.license_key,
-            ip_address: b.ip_address,
-            device_info: b.device_info,
-            nonce: b.nonce,
-        }
-    }
-}
-
-/// `POST /api/licenses/batch-validate`'s body: 1–100 validations.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchBody {
-    pub items: Vec<ValidateBody>,
-}
-
-impl Validate for ValidateBody {
-    fn validate(&self, errors: &mut FieldErrors) {
-        check_request_fields(errors, "", &self.clone().into());
-    }
-}
-
-impl Validate for BatchBody {
-    fn validate(&self, errors: &mut FieldErrors) {
-        check_batch_size(errors, self.items.len());
-        for (i, item) in self.items.iter().enumerate() {
-            check_request_fields(errors, &format!("items[{i}]."), &item.clone().into());
-        }
-    }
-}
 
 /// Why a body was refused before any validation ran.
 #[derive(Debug)]
@@ -160,6 +116,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InputError> {
 
 #[cfg(test)]
 mod tests {
+    use celaest_protocol::{ValidateRequest, validation::BatchRequest};
+
     use super::*;
 
     fn fields_of(err: InputError) -> Vec<(String, &'static str)> {
@@ -192,7 +150,7 @@ mod tests {
             "not json",
             "{\"license_key\":\"a\",\"ip_address\":\"b\"} trailing",
         ] {
-            match parse_json::<ValidateBody>(raw.as_bytes()) {
+            match parse_json::<ValidateRequest>(raw.as_bytes()) {
                 Err(InputError::Code(ErrorCode::MalformedJson, details)) => {
                     assert!(details["line"].is_u64() && details["column"].is_u64());
                 }
@@ -231,7 +189,7 @@ mod tests {
             (r#""text""#, vec![("body", "INVALID_TYPE")]),
         ];
         for (raw, expected) in cases {
-            let got = fields_of(checked::<ValidateBody>(raw).err().unwrap());
+            let got = fields_of(checked::<ValidateRequest>(raw).err().unwrap());
             let expected: Vec<(String, &str)> = expected
                 .iter()
                 .map(|(f, c)| ((*f).to_owned(), *c))
@@ -243,18 +201,18 @@ mod tests {
     #[test]
     fn batch_items_are_counted_and_named_by_index() {
         assert_eq!(
-            fields_of(checked::<BatchBody>(r#"{"items":[]}"#).err().unwrap()),
+            fields_of(checked::<BatchRequest>(r#"{"items":[]}"#).err().unwrap()),
             vec![("items".to_owned(), "OUT_OF_RANGE")]
         );
         let item = r#"{"license_key":"k","ip_address":"1.2.3.4"}"#;
         let many = format!(r#"{{"items":[{}]}}"#, vec![item; 101].join(","));
         assert_eq!(
-            fields_of(checked::<BatchBody>(&many).err().unwrap()),
+            fields_of(checked::<BatchRequest>(&many).err().unwrap()),
             vec![("items".to_owned(), "OUT_OF_RANGE")]
         );
         assert_eq!(
             fields_of(
-                checked::<BatchBody>(r#"{"items":[{"license_key":"k","ip_address":""}]}"#)
+                checked::<BatchRequest>(r#"{"items":[{"license_key":"k","ip_address":""}]}"#)
                     .err()
                     .unwrap()
             ),
@@ -262,12 +220,12 @@ mod tests {
         );
         assert_eq!(
             fields_of(
-                checked::<BatchBody>(r#"{"items":[{"license_key":"k"}]}"#)
+                checked::<BatchRequest>(r#"{"items":[{"license_key":"k"}]}"#)
                     .err()
                     .unwrap()
             ),
             vec![("items[0].ip_address".to_owned(), "REQUIRED")]
         );
-        assert!(checked::<BatchBody>(&format!(r#"{{"items":[{item}]}}"#)).is_ok());
+        assert!(checked::<BatchRequest>(&format!(r#"{{"items":[{item}]}}"#)).is_ok());
     }
 }

@@ -22,6 +22,7 @@ use axum::{
 use celaest_protocol::{
     ErrorCode, ErrorEnvelope, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer, request_id,
     signing::{SIGNATURE_HEADER, SigningKey},
+    validation::BatchRequest,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -31,7 +32,6 @@ use crate::{
     validate::{Unavailable, availability, validate_all},
 };
 use client_ip::ClientIp;
-use input::{BatchBody, ValidateBody};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -116,11 +116,10 @@ async fn validate_one(
     State(edge): State<EdgeState>,
     ClientIp(source): ClientIp,
     lang: Option<Extension<Lang>>,
-    input::Json(body): input::Json<ValidateBody>,
+    input::Json(request): input::Json<ValidateRequest>,
 ) -> Result<Response, EdgeError> {
     let started = Instant::now();
     let state_age_ms = availability(&edge)?;
-    let request = ValidateRequest::from(body);
     let answer = validate_all(
         &edge,
         std::slice::from_ref(&request),
@@ -146,12 +145,11 @@ async fn validate_batch(
     State(edge): State<EdgeState>,
     ClientIp(source): ClientIp,
     lang: Option<Extension<Lang>>,
-    input::Json(body): input::Json<BatchBody>,
+    input::Json(body): input::Json<BatchRequest>,
 ) -> Result<Response, EdgeError> {
     let started = Instant::now();
     let state_age_ms = availability(&edge)?;
-    let requests: Vec<ValidateRequest> = body.items.into_iter().map(Into::into).collect();
-    let results = validate_all(&edge, &requests, source, lang_of(lang), state_age_ms).await;
+    let results = validate_all(&edge, &body.items, source, lang_of(lang), state_age_ms).await;
     let response = signed(&edge.config.keys.signing, BatchAnswer { results });
     edge.metrics.latency(started.elapsed());
     response
