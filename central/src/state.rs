@@ -6,19 +6,13 @@ use std::{sync::Arc, time::Instant};
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::{
-    auth::AuthService,
-    cache::{Cache, Redis},
-    config::Config,
-    licensing::validate::Licensing,
-};
+use crate::{auth::AuthService, cache::Redis, config::Config, licensing::validate::Licensing};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: PgPool,
     pub redis: Redis,
-    pub cache: Cache,
     pub auth: Arc<AuthService>,
     pub licensing: Arc<Licensing>,
     /// Outgoing HTTP (Supabase, Stripe, AI providers), one connection pool for all.
@@ -30,7 +24,6 @@ impl AppState {
     /// Builds the state from configuration and an already-opened pool.
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let redis = Redis::new(&config.redis)?;
-        let cache = Cache::new(redis.clone(), 100_000, std::time::Duration::from_secs(30));
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("celaest-central/", env!("CARGO_PKG_VERSION")))
@@ -45,7 +38,6 @@ impl AppState {
             config: Arc::new(config),
             db,
             redis,
-            cache,
             auth,
             licensing,
             http,
@@ -63,12 +55,6 @@ impl FromRef<AppState> for PgPool {
 impl FromRef<AppState> for Redis {
     fn from_ref(state: &AppState) -> Self {
         state.redis.clone()
-    }
-}
-
-impl FromRef<AppState> for Cache {
-    fn from_ref(state: &AppState) -> Self {
-        state.cache.clone()
     }
 }
 

@@ -175,18 +175,21 @@ enum Presented<'a> {
     ApiKey(&'a str),
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 fn presented(headers: &HeaderMap) -> Result<Presented<'_>> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| Error::api(ErrorCode::TokenInvalid))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::api(ErrorCode::TokenInvalid))?;
-        return Ok(Presented::Bearer(token));
+    if headers.contains_key(header::AUTHORIZATION) {
+        return bearer(headers)
+            .map(Presented::Bearer)
+            .ok_or_else(|| Error::api(ErrorCode::TokenInvalid));
     }
     if let Some(value) = headers.get("x-api-key") {
         return Ok(Presented::ApiKey(
@@ -362,7 +365,6 @@ impl AuthService {
         }
         let principal = Principal {
             user_id,
-            email: profile.email,
             role: profile.role,
             credential: Credential::Jwt {
                 session_id: claims.session_id,
@@ -465,19 +467,23 @@ impl AuthService {
                 .await);
         }
         let hash = api_keys::hash(presented);
-        let cached = self.keys.get(&hash).await;
-        let known = match &cached {
-            Some((_, key)) => key.clone(),
+        // The key and, when it came from this instance's cache, the auth version it was cached
+        // under (`None`: just read from PostgreSQL).
+        let (known, cached_version) = match self.keys.get(&hash).await {
+            Some((version, key)) => (key, Some(version)),
             None => {
                 // A key this instance does not know costs a database read: charge the client IP
                 // first, so guessing keys is bounded by the rate limit.
-                self.charge_ip(&state.redis, ip).await?;
-                let key = store::key_by_hash(&state.db, &hash).await?;
-                if key.is_none() {
+                let rate = self.charge_ip(&state.redis, ip).await?;
+                let Some(key) = store::key_by_hash(&state.db, &hash).await? else {
                     // Unknown keys are remembered too: guessing costs no database read.
                     self.keys.insert(hash, (String::new(), None)).await;
-                }
-                key
+                    return Err(Rejection {
+                        error: Error::api(ErrorCode::ApiKeyInvalid),
+                        rate,
+                    });
+                };
+                (Some(key), None)
             }
         };
         let Some(known) = known else {
@@ -496,13 +502,26 @@ impl AuthService {
             )
             .await;
         Self::within_limit(gate.as_ref())?;
-        let key = match (&gate, &cached) {
-            (Some(g), Some((version, Some(_)))) if *version == g.version => known,
-            _ => {
+        let key = match (&gate, cached_version) {
+            (Some(g), Some(version)) if version == g.version => known,
+            // Just read, before the gate told the owner's version: good for this request, but a
+            // deletion or role change may have committed and bumped the version in between, so
+            // it is cached under no version — the next request reads it again, after its gate,
+            // and only that read is cached under the version.
+            (Some(_), None) => {
+                self.keys
+                    .insert(hash, (String::new(), Some(known.clone())))
+                    .await;
+                known
+            }
+            (None, None) => known,
+            // Cached under an older version, or Redis is down: read it again.
+            (gate, Some(_)) => {
                 let fresh = store::key_by_hash(&state.db, &hash).await?;
-                let version = gate.as_ref().map(|g| g.version.clone());
-                if let Some(version) = version {
-                    self.keys.insert(hash, (version, fresh.clone())).await;
+                if let Some(g) = gate {
+                    self.keys
+                        .insert(hash, (g.version.clone(), fresh.clone()))
+                        .await;
                 }
                 fresh.ok_or_else(|| Rejection::from(Error::api(ErrorCode::ApiKeyRevoked)))?
             }
@@ -511,7 +530,6 @@ impl AuthService {
         ensure_active(&key.owner)?;
         let principal = Principal {
             user_id: key.owner.id,
-            email: key.owner.email,
             role: key.owner.role,
             credential: Credential::ApiKey {
                 key_id: key.id,

@@ -25,7 +25,7 @@ use self::{
     supabase::{Session, SupabaseClient},
 };
 use crate::{
-    audit::{self, AuditEvent, RequestMeta},
+    audit::RequestMeta,
     cache::Redis,
     config::Config,
     docs::{ApiErrorBody, Envelope},
@@ -89,7 +89,6 @@ impl AuthService {
     /// role change, deactivation, or a key revoked). Call after the change commits.
     pub async fn invalidate_user(&self, redis: &Redis, user_id: Uuid) {
         self.profiles.invalidate(&user_id).await;
-        self.keys.invalidate_all();
         let bumped: redis::RedisResult<()> = async {
             let mut conn = redis.conn().await?;
             conn.set(
@@ -100,6 +99,9 @@ impl AuthService {
         }
         .await;
         if let Err(e) = bumped {
+            // Cached keys are trusted while their owner's version holds, and it did not move:
+            // drop this instance's (they are cached by hash, so all of them).
+            self.keys.invalidate_all();
             tracing::warn!(%user_id, error = %e, "auth version not bumped; other instances may lag up to 60 s");
         }
     }
@@ -202,7 +204,7 @@ async fn verify(
             } else {
                 VerifyAnswer {
                     valid: true,
-                    code: "VALID".into(),
+                    code: VALID.into(),
                     claims: Some(claims),
                 }
             }
@@ -296,24 +298,12 @@ async fn logout(
         &principal,
         principal.user_id,
         session_id,
-        "logout",
+        users::service::SessionEnd::Logout,
         &meta,
     )
     .await?;
-    let mut tx = state.db.begin().await?;
-    audit::record(
-        &mut tx,
-        (&principal).into(),
-        Some(&meta),
-        AuditEvent::new("user.logout", "session", session_id),
-    )
-    .await?;
-    tx.commit().await?;
     // Tell Supabase too (best effort: our revocation already holds).
-    if let Some(token) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    if let Some(token) = gate::bearer(&headers)
         && let Err(e) = state.auth.supabase.logout(token).await
     {
         tracing::info!(error = ?e.code(), "Supabase logout not confirmed");

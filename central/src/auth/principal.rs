@@ -31,8 +31,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const NAMES: &'static [&'static str] = &["admin", "developer", "client", "viewer"];
-
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "admin" => Some(Self::Admin),
@@ -66,7 +64,6 @@ pub enum Credential {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
-    pub email: String,
     pub role: Role,
     pub credential: Credential,
 }
@@ -230,12 +227,6 @@ pub trait RequiredScope: Send + Sync {
 /// An authenticated caller whose credential carries the scope `S`.
 #[derive(Debug, Clone)]
 pub struct Scoped<S: RequiredScope>(pub Principal, pub PhantomData<S>);
-
-impl<S: RequiredScope> Scoped<S> {
-    pub fn into_inner(self) -> Principal {
-        self.0
-    }
-}
 
 impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Scoped<S> {
     type Rejection = Error;

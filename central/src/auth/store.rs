@@ -11,7 +11,6 @@ use super::principal::Role;
 #[derive(Debug, Clone)]
 pub struct AuthProfile {
     pub id: Uuid,
-    pub email: String,
     pub role: Role,
     pub is_active: bool,
     pub deleted: bool,
@@ -30,7 +29,7 @@ pub struct AuthKey {
 pub async fn profile(db: &PgPool, id: Uuid) -> sqlx::Result<Option<AuthProfile>> {
     sqlx::query_as!(
         AuthProfile,
-        r#"SELECT id, email, role AS "role: Role", is_active, deleted_at IS NOT NULL AS "deleted!"
+        r#"SELECT id, role AS "role: Role", is_active, deleted_at IS NOT NULL AS "deleted!"
            FROM users_profile WHERE id = $1"#,
         id
     )
@@ -116,7 +115,7 @@ pub async fn session_revoked(db: &PgPool, session_id: Uuid) -> sqlx::Result<bool
 pub async fn key_by_hash(db: &PgPool, hash: &[u8]) -> sqlx::Result<Option<AuthKey>> {
     let row = sqlx::query!(
         r#"SELECT k.id, k.scopes, k.expires_at, k.revoked_at,
-                  p.id AS user_id, p.email, p.role AS "role: Role", p.is_active,
+                  p.id AS user_id, p.role AS "role: Role", p.is_active,
                   p.deleted_at IS NOT NULL AS "deleted!"
            FROM user_api_keys k JOIN users_profile p ON p.id = k.user_id
            WHERE k.key_hash = $1"#,
@@ -131,7 +130,6 @@ pub async fn key_by_hash(db: &PgPool, hash: &[u8]) -> sqlx::Result<Option<AuthKe
         revoked_at: r.revoked_at,
         owner: AuthProfile {
             id: r.user_id,
-            email: r.email,
             role: r.role,
             is_active: r.is_active,
             deleted: r.deleted,

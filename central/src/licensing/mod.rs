@@ -487,7 +487,7 @@ async fn validate_batch(
     let lang = current_lang();
     let mut results = Vec::with_capacity(body.items.len());
     for item in &body.items {
-        results.push(validate::validate(&state.db, &state.licensing, &item, ip, lang).await?);
+        results.push(validate::validate(&state.db, &state.licensing, item, ip, lang).await?);
     }
     signed(&state.licensing.keys, BatchAnswer { results })
 }

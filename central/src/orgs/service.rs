@@ -50,17 +50,11 @@ pub fn slugify(name: &str) -> String {
         .to_owned()
 }
 
-/// The organization, if visible (else 404), with the caller's role in it.
-async fn visible(
-    state: &AppState,
-    principal: &Principal,
-    id: Uuid,
-) -> Result<(Organization, Option<MemberRole>)> {
-    let org = store::get(&state.db, id, visibility(principal))
+/// The organization, if visible (else 404).
+async fn visible(state: &AppState, principal: &Principal, id: Uuid) -> Result<Organization> {
+    store::get(&state.db, id, visibility(principal))
         .await?
-        .ok_or_else(Error::not_found)?;
-    let role = store::role_of(&state.db, id, principal.user_id).await?;
-    Ok((org, role))
+        .ok_or_else(Error::not_found)
 }
 
 pub async fn list(
@@ -74,7 +68,7 @@ pub async fn list(
 }
 
 pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> Result<Organization> {
-    visible(state, principal, id).await.map(|(org, _)| org)
+    visible(state, principal, id).await
 }
 
 pub async fn create(
@@ -136,15 +130,17 @@ pub async fn update(
     body: UpdateOrg,
     meta: &RequestMeta,
 ) -> Result<Organization> {
-    let (_, role) = visible(state, principal, id).await?;
-    principal.ensure(
-        principal.can_write() && (principal.is_admin() || role.is_some_and(MemberRole::manages)),
-    )?;
+    visible(state, principal, id).await?;
     principal.ensure(body.is_active.is_none() || principal.is_admin())?;
     let mut tx = state.db.begin().await?;
     let before = store::lock(&mut tx, id)
         .await?
         .ok_or_else(Error::not_found)?;
+    // The caller's role as of the lock: a concurrent demotion cannot be acted around.
+    let role = store::role_in(&mut tx, id, principal.user_id).await?;
+    principal.ensure(
+        principal.can_write() && (principal.is_admin() || role.is_some_and(MemberRole::manages)),
+    )?;
     let mut after = before.clone();
     after.name = body.name.map(|n| n.trim().to_owned()).unwrap_or(after.name);
     after.slug = body.slug.unwrap_or(after.slug);
@@ -185,14 +181,16 @@ pub async fn delete(
     id: Uuid,
     meta: &RequestMeta,
 ) -> Result<()> {
-    let (org, role) = visible(state, principal, id).await?;
+    visible(state, principal, id).await?;
+    let mut tx = state.db.begin().await?;
+    let org = store::lock(&mut tx, id)
+        .await?
+        .ok_or_else(Error::not_found)?;
+    // The caller's role as of the lock: a concurrent demotion cannot be acted around.
+    let role = store::role_in(&mut tx, id, principal.user_id).await?;
     principal.ensure(
         principal.can_write() && (principal.is_admin() || role == Some(MemberRole::Owner)),
     )?;
-    let mut tx = state.db.begin().await?;
-    store::lock(&mut tx, id)
-        .await?
-        .ok_or_else(Error::not_found)?;
     store::soft_delete(&mut tx, id).await?;
     let event = AuditEvent::new("organization.deleted", "organization", id)
         .in_organization(id)
@@ -241,13 +239,6 @@ pub async fn add_member(
 ) -> Result<Member> {
     visible(state, principal, id).await?;
     let role = body.role.unwrap_or(MemberRole::Member);
-    let user_id = match (body.user_id, body.email.as_deref()) {
-        (Some(user_id), _) if store::user_exists(&state.db, user_id).await? => user_id,
-        (None, Some(email)) => store::user_by_email(&state.db, email)
-            .await?
-            .ok_or_else(user_not_found)?,
-        _ => return Err(user_not_found()),
-    };
     let mut tx = state.db.begin().await?;
     store::lock(&mut tx, id)
         .await?
@@ -258,6 +249,14 @@ pub async fn add_member(
         caller_role,
         role == MemberRole::Owner,
     ))?;
+    // Only once the caller may add members: a 404 here must not tell others who has an account.
+    let user_id = match (body.user_id, body.email.as_deref()) {
+        (Some(user_id), _) if store::user_exists(&mut tx, user_id).await? => user_id,
+        (None, Some(email)) => store::user_by_email(&mut tx, email)
+            .await?
+            .ok_or_else(user_not_found)?,
+        _ => return Err(user_not_found()),
+    };
     store::add_member(&mut tx, id, user_id, role, principal.user_id)
         .await
         .on_constraint("organization_members_pkey", || {

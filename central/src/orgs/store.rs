@@ -172,17 +172,6 @@ pub async fn role_in(
     .await
 }
 
-/// The caller's role in an organization, if a member.
-pub async fn role_of(db: &PgPool, org: Uuid, user: Uuid) -> sqlx::Result<Option<MemberRole>> {
-    sqlx::query_scalar!(
-        r#"SELECT role AS "role: MemberRole" FROM organization_members WHERE organization_id = $1 AND user_id = $2"#,
-        org,
-        user
-    )
-    .fetch_optional(db)
-    .await
-}
-
 pub async fn members(
     db: &PgPool,
     org: Uuid,
@@ -278,18 +267,18 @@ pub async fn owner_count(conn: &mut PgConnection, org: Uuid) -> sqlx::Result<i64
 }
 
 /// A live user id for an email (case-insensitive).
-pub async fn user_by_email(db: &PgPool, email: &str) -> sqlx::Result<Option<Uuid>> {
+pub async fn user_by_email(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar!(
         "SELECT id FROM users_profile WHERE lower(email) = lower($1) AND deleted_at IS NULL",
         email
     )
-    .fetch_optional(db)
+    .fetch_optional(conn)
     .await
 }
 
-pub async fn user_exists(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+pub async fn user_exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM users_profile WHERE id = $1 AND deleted_at IS NULL) AS "e!""#, id)
-        .fetch_one(db)
+        .fetch_one(conn)
         .await
 }
 

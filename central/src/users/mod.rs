@@ -426,9 +426,16 @@ async fn revoke_session(
     meta: RequestMeta,
     Path((id, session_id)): Path<(Uuid, Uuid)>,
 ) -> Result<NoContent> {
-    service::revoke_session(&state, &principal, id, session_id, "revoked", &meta)
-        .await
-        .map(|()| NoContent)
+    service::revoke_session(
+        &state,
+        &principal,
+        id,
+        session_id,
+        service::SessionEnd::Revoked,
+        &meta,
+    )
+    .await
+    .map(|()| NoContent)
 }
 
 /// A user's API keys (never their secrets).

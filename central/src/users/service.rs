@@ -61,9 +61,7 @@ async fn ensure_organization_exists(state: &AppState, organization_id: Option<Uu
 
 /// Checks the user is visible (else 404) and manageable (else 403).
 async fn manageable(state: &AppState, principal: &Principal, user_id: Uuid) -> Result<UserProfile> {
-    let user = store::get_visible(&state.db, user_id, visibility(principal))
-        .await?
-        .ok_or_else(Error::not_found)?;
+    let user = get(state, principal, user_id).await?;
     principal.ensure(may_manage(principal, user_id))?;
     Ok(user)
 }
@@ -206,9 +204,7 @@ pub async fn delete(
     id: Uuid,
     meta: &RequestMeta,
 ) -> Result<()> {
-    store::get_visible(&state.db, id, visibility(principal))
-        .await?
-        .ok_or_else(Error::not_found)?;
+    get(state, principal, id).await?;
     principal.ensure(principal.is_admin())?;
     let mut tx = state.db.begin().await?;
     let user = store::lock(&mut tx, id)
@@ -232,9 +228,7 @@ pub async fn sessions(
     principal: &Principal,
     user_id: Uuid,
 ) -> Result<Vec<SessionView>> {
-    let user = store::get_visible(&state.db, user_id, visibility(principal))
-        .await?
-        .ok_or_else(Error::not_found)?;
+    let user = get(state, principal, user_id).await?;
     let current = principal.session_id();
     let mut sessions = store::sessions(&state.db, user.id).await?;
     for session in &mut sessions {
@@ -243,24 +237,46 @@ pub async fn sessions(
     Ok(sessions)
 }
 
+/// Why a session ends: the reason stored on it and the audit action recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The session's own user logged out.
+    Logout,
+    /// The session was revoked from the sessions list.
+    Revoked,
+}
+
+impl SessionEnd {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    fn audit_action(self) -> &'static str {
+        match self {
+            Self::Logout => "user.logout",
+            Self::Revoked => "session.revoked",
+        }
+    }
+}
+
 pub async fn revoke_session(
     state: &AppState,
     principal: &Principal,
     user_id: Uuid,
     session_id: Uuid,
-    reason: &str,
+    end: SessionEnd,
     meta: &RequestMeta,
 ) -> Result<()> {
     manageable(state, principal, user_id).await?;
     let mut tx = state.db.begin().await?;
-    store::revoke_session(&mut tx, user_id, session_id, reason)
+    store::revoke_session(&mut tx, user_id, session_id, end.reason())
         .await?
         .ok_or_else(Error::not_found)?;
-    if reason != "logout" {
-        let event =
-            AuditEvent::new("session.revoked", "session", session_id).meta("user_id", user_id);
-        audit::record(&mut tx, principal.into(), Some(meta), event).await?;
-    }
+    let event = AuditEvent::new(end.audit_action(), "session", session_id).meta("user_id", user_id);
+    audit::record(&mut tx, principal.into(), Some(meta), event).await?;
     tx.commit().await?;
     state.auth.revoke_session(&state.redis, session_id).await;
     Ok(())
@@ -271,9 +287,7 @@ pub async fn api_keys(
     principal: &Principal,
     user_id: Uuid,
 ) -> Result<Vec<ApiKeyView>> {
-    let user = store::get_visible(&state.db, user_id, visibility(principal))
-        .await?
-        .ok_or_else(Error::not_found)?;
+    let user = get(state, principal, user_id).await?;
     Ok(store::api_keys(&state.db, user.id).await?)
 }
 

@@ -23,10 +23,20 @@ pub struct Job {
 
 /// Every job a worker process runs.
 pub fn jobs() -> Vec<Job> {
-    vec![Job {
-        name: "heartbeat",
-        run: |state, stop| Box::pin(heartbeat::run(state, stop)),
-    }]
+    vec![
+        Job {
+            name: "heartbeat",
+            run: |state, stop| Box::pin(heartbeat::run(state, stop)),
+        },
+        Job {
+            name: "api-key-usage",
+            run: |state, stop| Box::pin(crate::auth::usage::run(state, stop)),
+        },
+        Job {
+            name: "replication-retention",
+            run: |state, stop| Box::pin(crate::replication::retention(state, stop)),
+        },
+    ]
 }
 
 const RESTART_BACKOFF: Duration = Duration::from_secs(2);

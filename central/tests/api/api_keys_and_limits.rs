@@ -250,10 +250,15 @@ async fn last_use_is_recorded_off_the_request_path(db: PgPool) {
             .unwrap();
     assert!(before.is_none(), "the request itself wrote nothing");
 
-    let updated = celaest_central::auth::usage::flush(&id.app.state)
-        .await
-        .unwrap();
-    assert_eq!(updated, 1);
+    // The worker's job moves it to PostgreSQL (every 15 s, and once more when it stops).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = tokio::spawn(celaest_central::workers::run(
+        id.app.state.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.cancel();
+    workers.await.unwrap().unwrap();
     let (used_at, ip): (Option<chrono::DateTime<chrono::Utc>>, Option<String>) = sqlx::query_as(
         "SELECT last_used_at, host(last_used_ip) FROM user_api_keys WHERE id = $1::uuid",
     )
@@ -390,6 +395,71 @@ async fn failed_authentications_count_against_the_client_ip(db: PgPool) {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 429]);
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn an_unknown_key_costs_the_client_ip_one_request(db: PgPool) {
+    let id = IdentityApp::start_with(db, &[("RATE_LIMIT_PER_MIN", "3")]).await;
+    let first = format!("celaest_{}", "A".repeat(43));
+    let second = format!("celaest_{}", "B".repeat(43));
+    // A key this instance has not seen, the same key again (remembered as unknown), another one.
+    for (key, remaining) in [(&first, "2"), (&first, "1"), (&second, "0")] {
+        let refused = with_key(&id, key, Method::GET, "/api/auth/me", None).await;
+        refused.assert_error(401, "API_KEY_INVALID");
+        assert_eq!(refused.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    with_key(&id, &second, Method::GET, "/api/auth/me", None)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_role_change_and_a_deleted_key_reach_every_instance(db: PgPool) {
+    let prefix = format!("test:{}:", uuid::Uuid::now_v7());
+    let a = IdentityApp::start_with(db.clone(), &[("REDIS_KEY_PREFIX", &prefix)]).await;
+    let b = IdentityApp::start_with(
+        db,
+        &[
+            ("REDIS_KEY_PREFIX", &prefix),
+            ("SUPABASE_URL", &a.supabase.url),
+        ],
+    )
+    .await;
+    let admin = a.user("admin").await;
+    let user = a.user("client").await;
+    let (key_id, secret) = create_key(&a, &user, &["*"]).await;
+    // Both instances have the key cached before the changes made on A.
+    for app in [&a, &b] {
+        let me = with_key(app, &secret, Method::GET, "/api/auth/me", None).await;
+        assert_eq!(me.assert_ok()["role"], "client");
+    }
+
+    let user_path = format!("/api/users/{}", user.id);
+    a.send(
+        Some(&admin),
+        Method::PATCH,
+        &user_path,
+        Some(json!({"role": "viewer"})),
+    )
+    .await
+    .assert_ok();
+    for app in [&a, &b] {
+        let me = with_key(app, &secret, Method::GET, "/api/auth/me", None).await;
+        assert_eq!(me.assert_ok()["role"], "viewer");
+    }
+
+    let key_path = format!("/api/users/{}/api-keys/{key_id}", user.id);
+    assert_eq!(
+        a.send(Some(&admin), Method::DELETE, &key_path, None)
+            .await
+            .status,
+        204
+    );
+    for app in [&a, &b] {
+        with_key(app, &secret, Method::GET, "/api/auth/me", None)
+            .await
+            .assert_error(401, "API_KEY_REVOKED");
+    }
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]

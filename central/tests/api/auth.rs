@@ -52,12 +52,14 @@ async fn an_es256_token_is_verified_with_the_projects_jwks(db: PgPool) {
     assert_eq!(response.assert_ok()["user"]["id"], user.id.to_string());
     assert_eq!(id.supabase.log.jwks_fetches.load(Ordering::SeqCst), 1);
     // A second request uses the cached keys.
-    id.app
+    let again = id
+        .app
         .request(Method::GET, "/api/auth/me")
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
+    assert_eq!(again.status(), 200);
     assert_eq!(id.supabase.log.jwks_fetches.load(Ordering::SeqCst), 1);
 }
 

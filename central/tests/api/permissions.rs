@@ -377,6 +377,34 @@ async fn an_organization_always_keeps_an_owner(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
+async fn a_plain_member_cannot_learn_who_has_an_account(db: PgPool) {
+    let id = IdentityApp::start(db).await;
+    let owner = id.user("client").await;
+    let member = id.user("client").await;
+    let outsider = id.user("client").await;
+    let org = id.org(&owner, "private").await;
+    let members = format!("/api/organizations/{org}/members");
+    id.send(
+        Some(&owner),
+        Method::POST,
+        &members,
+        Some(json!({"user_id": member.id})),
+    )
+    .await
+    .assert_ok();
+    for body in [
+        json!({"email": outsider.email}),
+        json!({"email": "nobody@example.test"}),
+        json!({"user_id": outsider.id}),
+        json!({"user_id": Uuid::new_v4()}),
+    ] {
+        id.send(Some(&member), Method::POST, &members, Some(body))
+            .await
+            .assert_error(403, "INSUFFICIENT_ROLE");
+    }
+}
+
+#[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
 async fn organization_admins_manage_members_but_not_owners(db: PgPool) {
     let id = IdentityApp::start(db).await;
     let owner = id.user("client").await;

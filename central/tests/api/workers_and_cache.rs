@@ -1,8 +1,9 @@
-//! Worker presence and the two-level cache, against the real Redis.
+//! Worker presence and Redis key namespacing, against the real Redis.
 
 use std::time::Duration;
 
-use celaest_central::{cache::Cache, state::AppState, workers};
+use celaest_central::{state::AppState, workers};
+use redis::AsyncCommands;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -35,36 +36,70 @@ async fn a_running_worker_is_counted_alive_and_leaves_on_shutdown(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
-async fn the_cache_round_trips_and_invalidation_reaches_other_instances(db: PgPool) {
-    let state = AppState::new(test_config(&[]), db).unwrap();
-    let other = Cache::new(state.redis.clone(), 100, Duration::from_millis(200));
+async fn the_worker_keeps_the_outbox_to_its_retention(db: PgPool) {
+    let state = AppState::new(test_config(&[("REPLICATION_RETAIN_CHANGES", "100")]), db).unwrap();
+    sqlx::query(
+        "SELECT replication_append('product.upsert', gen_random_uuid(), '{}'::jsonb) \
+         FROM generate_series(1, 105)",
+    )
+    .execute(&state.db)
+    .await
+    .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM replication_log")
+            .fetch_one(&state.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 105);
 
-    assert_eq!(state.cache.get::<Vec<u32>>("k").await.unwrap(), None);
-    state
-        .cache
-        .set("k", &vec![1u32, 2, 3], Duration::from_secs(60))
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(workers::run(state.clone(), stop.clone()));
+    let mut kept = 105;
+    for _ in 0..100 {
+        kept = count().await;
+        if kept == 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
         .await
+        .expect("workers stopped")
+        .unwrap()
         .unwrap();
     assert_eq!(
-        other.get::<Vec<u32>>("k").await.unwrap(),
-        Some(vec![1, 2, 3])
+        kept, 100,
+        "the oldest five changes pruned, the newest 100 kept"
     );
-
-    state.cache.invalidate("k").await.unwrap();
-    assert_eq!(state.cache.get::<Vec<u32>>("k").await.unwrap(), None);
-    // The other instance's local copy lapses within its TTL.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(other.get::<Vec<u32>>("k").await.unwrap(), None);
+    let oldest: i64 = sqlx::query_scalar("SELECT min(seq) FROM replication_log")
+        .fetch_one(&state.db)
+        .await
+        .unwrap();
+    assert_eq!(oldest, 6);
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
 async fn keys_of_different_prefixes_do_not_meet(db: PgPool) {
     let a = AppState::new(test_config(&[]), db.clone()).unwrap();
     let b = AppState::new(test_config(&[]), db).unwrap();
-    a.cache
-        .set("shared", &"from a", Duration::from_secs(60))
+    let () = a
+        .redis
+        .conn()
+        .await
+        .unwrap()
+        .set_ex(a.redis.key("shared"), "from a", 60)
         .await
         .unwrap();
-    assert_eq!(b.cache.get::<String>("shared").await.unwrap(), None);
+    let seen: Option<String> = b
+        .redis
+        .conn()
+        .await
+        .unwrap()
+        .get(b.redis.key("shared"))
+        .await
+        .unwrap();
+    assert_eq!(seen, None);
     assert!(a.redis.key("x").starts_with("test:"));
 }
