@@ -69,21 +69,25 @@ impl Redis {
         if let Some(manager) = self.inner.ready.load_full() {
             return Ok((*manager).clone());
         }
-        let _connecting = self.inner.connecting.lock().await;
+        let failed_at = || self.inner.failed_at.lock().map(|at| *at).unwrap_or(None);
+        let unreachable = || {
+            redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "redis unreachable (retrying shortly)",
+            ))
+        };
+        let _connecting = match self.inner.connecting.try_lock() {
+            Ok(guard) => guard,
+            // Another task is reconnecting after a failure: fail now (callers fail open) rather
+            // than wait up to CONNECT_TIMEOUT behind it. Only the first connection is waited for.
+            Err(_) if failed_at().is_some() => return Err(unreachable()),
+            Err(_) => self.inner.connecting.lock().await,
+        };
         if let Some(manager) = self.inner.ready.load_full() {
             return Ok((*manager).clone());
         }
-        let recently_failed = self
-            .inner
-            .failed_at
-            .lock()
-            .map(|at| at.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE))
-            .unwrap_or(false);
-        if recently_failed {
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::IoError,
-                "redis unreachable (retrying shortly)",
-            )));
+        if failed_at().is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE) {
+            return Err(unreachable());
         }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)

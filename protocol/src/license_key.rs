@@ -287,12 +287,19 @@ impl LicenseKey {
     pub fn hash(&self) -> KeyHash {
         KeyHash(Sha256::digest(self.text.as_bytes()).into())
     }
+}
 
-    /// `CELAEST-MKT-A8F9****-****`: enough to recognise a key in support, not to use it.
-    fn redacted(&self) -> String {
-        let visible = PREFIX.len() + self.code.as_str().len() + 1 + 4;
-        let head = self.text.get(..visible).unwrap_or(PREFIX);
-        format!("{head}****-****")
+/// `CELAEST-MKT-A8F9****-****`: enough to recognise a key in support, not to use it. For stored
+/// key text as well as parsed keys (whose `Display` is this); anything that is not four
+/// dash-separated parts is hidden whole.
+pub fn redact(key: &str) -> String {
+    let parts: Vec<&str> = key.split('-').collect();
+    match parts.as_slice() {
+        [brand, code, random, _] => format!(
+            "{brand}-{code}-{}****-****",
+            random.get(..4).unwrap_or_default()
+        ),
+        _ => "****".into(),
     }
 }
 
@@ -306,13 +313,13 @@ impl Eq for LicenseKey {}
 
 impl fmt::Display for LicenseKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
+        f.write_str(&redact(&self.text))
     }
 }
 
 impl fmt::Debug for LicenseKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LicenseKey({})", self.redacted())
+        write!(f, "LicenseKey({})", redact(&self.text))
     }
 }
 
@@ -529,6 +536,13 @@ mod tests {
     fn display_and_debug_never_show_the_whole_key() {
         let key = LicenseKey::assemble(mkt(), [0xA8, 0xF9, 0xD2, 0xE1], &secret());
         assert_eq!(key.to_string(), "CELAEST-MKT-A8F9****-****");
+        assert_eq!(
+            redact("CELAEST-CRM-0123ABCD-XY12"),
+            "CELAEST-CRM-0123****-****"
+        );
+        for not_a_key in ["", "CELAEST-MKT", "a-b-c-d-e", "no dashes at all"] {
+            assert_eq!(redact(not_a_key), "****", "{not_a_key}");
+        }
         assert_eq!(format!("{key:?}"), "LicenseKey(CELAEST-MKT-A8F9****-****)");
         let checksum = key.as_str().rsplit_once('-').unwrap().1;
         for shown in [key.to_string(), format!("{key:?}"), format!("{key:#?}")] {

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use celaest_protocol::{LicenseKey, ProductCode, replication::BindOutcome};
+use celaest_protocol::{LicenseKey, ProductCode, license_key::redact, replication::BindOutcome};
 use chrono::{Duration, Utc};
 use ring::rand::SystemRandom;
 use serde_json::json;
@@ -32,21 +32,9 @@ pub fn visibility(principal: &Principal) -> LicenseVisibility {
 /// Owners and managers read the full key; viewers see it masked.
 pub fn present(principal: &Principal, mut license: License) -> License {
     if principal.role == Role::Viewer {
-        license.license_key = mask(&license.license_key);
+        license.license_key = redact(&license.license_key);
     }
     license
-}
-
-/// `CELAEST-MKT-A8F9****-****`: enough to recognise a key, not to use it.
-pub fn mask(key: &str) -> String {
-    let parts: Vec<&str> = key.split('-').collect();
-    match parts.as_slice() {
-        [brand, code, random, _] => format!(
-            "{brand}-{code}-{}****-****",
-            random.get(..4).unwrap_or_default()
-        ),
-        _ => "****".into(),
-    }
 }
 
 /// A license the caller may see (404 otherwise).
@@ -132,7 +120,7 @@ pub async fn create(
             .meta("product_code", &product.code)
             .meta("user_id", body.user_id)
             .meta("organization_id", body.organization_id)
-            .meta("key", mask(key.as_str()));
+            .meta("key", key.to_string());
         audit::record(&mut tx, principal.into(), Some(meta), event).await?;
         let license = store::get(&mut tx, id, LicenseVisibility::Everyone, false)
             .await?
@@ -344,7 +332,7 @@ pub async fn delete(
     store::delete(&mut tx, id).await?;
     let event = AuditEvent::new("license.deleted", "license", id)
         .meta("product_code", &license.product_code)
-        .meta("key", mask(&license.license_key));
+        .meta("key", redact(&license.license_key));
     audit::record(&mut tx, principal.into(), Some(meta), event).await?;
     tx.commit().await?;
     Ok(())
