@@ -12,14 +12,12 @@
 use std::net::IpAddr;
 
 use celaest_protocol::{
-    Decision, KeyHash, Lang, LicenseState, ValidateRequest, ValidationAnswer, ValidationCode,
-    decide,
-    replication::{BindOutcome, ValidationReport},
-    validation::parse_ip,
+    Decision, Lang, LicenseState, ValidateRequest, ValidationAnswer, ValidationCode,
+    flow::{Answerer, Finished, Step, Validation},
+    replication::ValidationReport,
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::future::join_all;
-use uuid::Uuid;
 
 use crate::{EdgeState, config::NewIpPolicy, metrics::BindResult, replication::BindReply};
 
@@ -44,28 +42,9 @@ pub fn availability(edge: &EdgeState) -> Result<u64, Unavailable> {
     Ok(freshness.age_ms)
 }
 
-/// What the memory alone decided for one request, with the address its body claimed.
-struct Step {
-    claimed: Option<IpAddr>,
-    outcome: Outcome,
-}
-
-enum Outcome {
-    /// Answered.
-    Done {
-        answer: ValidationAnswer,
-        license_id: Option<Uuid>,
-        key_hash: Option<KeyHash>,
-    },
-    /// A new IP with a free slot: central must bind it first.
-    Bind {
-        license: Box<LicenseState>,
-        key_hash: KeyHash,
-    },
-}
-
-/// Answers `requests` (one, or a batch) from `source`, in order. Binds needed by a batch are
-/// asked of central together, so a batch waits at most one bind deadline.
+/// Answers `requests` (one, or a batch) from `source`, in order, through the protocol's flow with
+/// the edge's memory as the lookup. Binds needed by a batch are asked of central together, so a
+/// batch waits at most one bind deadline.
 pub async fn validate_all(
     edge: &EdgeState,
     requests: &[ValidateRequest],
@@ -73,103 +52,41 @@ pub async fn validate_all(
     lang: Lang,
     state_age_ms: u64,
 ) -> Vec<ValidationAnswer> {
-    let now = Utc::now();
-    let answered_by = edge.config.edge_id.as_str();
-    let steps = requests
-        .iter()
-        .map(|request| from_memory(edge, request, source, now, lang));
-    let answers = join_all(steps.zip(requests).map(|(step, request)| async move {
-        let (mut answer, license_id, key_hash) = match step.outcome {
-            Outcome::Done {
-                answer,
-                license_id,
-                key_hash,
-            } => (answer, license_id, key_hash),
-            Outcome::Bind { license, key_hash } => {
-                let decision = bind(edge, &license, source, request).await;
-                // A license central no longer has is answered like any unknown key.
-                let (shown, license_id) = match decision {
-                    Decision::Invalid(ValidationCode::LicenseNotFound) => (None, None),
-                    _ => (Some(license.as_ref()), Some(license.id)),
-                };
-                let answer = ValidationAnswer::from_decision(
-                    decision,
-                    shown,
-                    request.nonce.clone(),
-                    now,
-                    answered_by,
-                    lang,
-                );
-                (answer, license_id, Some(key_hash))
+    let answerer = Answerer {
+        answered_by: edge.config.edge_id.as_str(),
+        lang,
+        now: Utc::now(),
+        state_age_ms: Some(state_age_ms),
+    };
+    let answers = join_all(requests.iter().map(|request| async move {
+        let Finished { answer, report } = match from_memory(edge, request, source, answerer) {
+            Step::Finished(finished) => finished,
+            Step::Bind(pending) => {
+                let decision = bind(edge, pending.license(), source, pending.device_info()).await;
+                pending.finish(decision)
             }
         };
-        answer.state_age_ms = Some(state_age_ms);
-        let device_info = request.recorded_device_info(step.claimed, source);
-        record(
-            edge,
-            source,
-            device_info,
-            &answer,
-            license_id,
-            key_hash,
-            now,
-        );
+        record(edge, &answer, report);
         answer
     }));
     answers.await
 }
 
 /// Parses and decides from memory; the map is read without any lock or await.
-fn from_memory(
+fn from_memory<'a>(
     edge: &EdgeState,
-    request: &ValidateRequest,
+    request: &'a ValidateRequest,
     source: IpAddr,
-    now: DateTime<Utc>,
-    lang: Lang,
-) -> Step {
-    let answered_by = edge.config.edge_id.as_str();
-    let (key, claimed) = match request.parse(&edge.config.keys.checksum) {
-        Ok(parsed) => (parsed.key, Some(parsed.ip)),
-        Err(code) => {
-            return Step {
-                claimed: parse_ip(&request.ip_address).ok(),
-                outcome: Outcome::Done {
-                    answer: ValidationAnswer::from_decision(
-                        Decision::Invalid(code),
-                        None,
-                        request.nonce.clone(),
-                        now,
-                        answered_by,
-                        lang,
-                    ),
-                    license_id: None,
-                    key_hash: None,
-                },
-            };
+    answerer: Answerer<'a>,
+) -> Step<'a> {
+    match Validation::new(request, source, answerer).parse(&edge.config.keys.checksum) {
+        Err(finished) => Step::Finished(finished),
+        Ok(lookup) => {
+            let key_hash = *lookup.key_hash();
+            edge.store
+                .with_license(&key_hash, |state| lookup.decide(state))
         }
-    };
-    let key_hash = key.hash();
-    let outcome = edge.store.with_license(&key_hash, |state| {
-        match (decide(state, source, now), state) {
-            (Decision::BindNewIp { .. }, Some(license)) => Outcome::Bind {
-                license: Box::new(license.clone()),
-                key_hash,
-            },
-            (decision, state) => Outcome::Done {
-                answer: ValidationAnswer::from_decision(
-                    decision,
-                    state,
-                    request.nonce.clone(),
-                    now,
-                    answered_by,
-                    lang,
-                ),
-                license_id: state.map(|s| s.id),
-                key_hash: Some(key_hash),
-            },
-        }
-    });
-    Step { claimed, outcome }
+    }
 }
 
 /// Asks central to bind `source` to `license`; what to answer when it cannot is the offline
@@ -178,14 +95,14 @@ async fn bind(
     edge: &EdgeState,
     license: &LicenseState,
     source: IpAddr,
-    request: &ValidateRequest,
+    device_info: Option<&str>,
 ) -> Decision {
     let reply = edge
         .link
         .bind(
             license.id,
             source,
-            request.device_info.clone(),
+            device_info.map(str::to_owned),
             edge.config.offline.bind_timeout,
         )
         .await;
@@ -196,16 +113,7 @@ async fn bind(
     };
     edge.metrics.bind(result);
     match reply {
-        BindReply::Outcome(
-            BindOutcome::Bound { remaining } | BindOutcome::AlreadyBound { remaining },
-        ) => Decision::Valid {
-            remaining_ips: remaining,
-        },
-        // Another request (at this or another edge) took the last slot first.
-        BindReply::Outcome(BindOutcome::Full) => Decision::Invalid(ValidationCode::IpLimitReached),
-        BindReply::Outcome(BindOutcome::NotFound) => {
-            Decision::Invalid(ValidationCode::LicenseNotFound)
-        }
+        BindReply::Outcome(outcome) => Decision::from(outcome),
         BindReply::Timeout | BindReply::Unavailable => match edge.config.offline.new_ips {
             NewIpPolicy::Refuse => Decision::Invalid(ValidationCode::BindingUnavailable),
             NewIpPolicy::Allow => match edge.local.admit_provisionally(license, source) {
@@ -217,18 +125,10 @@ async fn bind(
 }
 
 /// Counts the answer, feeds the collision window and queues the report for central.
-fn record(
-    edge: &EdgeState,
-    source: IpAddr,
-    device_info: Option<String>,
-    answer: &ValidationAnswer,
-    license_id: Option<Uuid>,
-    key_hash: Option<KeyHash>,
-    now: DateTime<Utc>,
-) {
+fn record(edge: &EdgeState, answer: &ValidationAnswer, report: ValidationReport) {
     edge.metrics.validation(answer.code);
-    if let Some(id) = license_id
-        && let Some(episode) = edge.local.observe(id, source, now)
+    if let Some(id) = report.license_id
+        && let Some(episode) = edge.local.observe(id, report.ip, report.validated_at)
     {
         edge.metrics.collision();
         tracing::warn!(
@@ -238,13 +138,5 @@ fn record(
             "collision: one license used from several addresses"
         );
     }
-    edge.reports.push(ValidationReport {
-        id: celaest_protocol::ids::v7_at(now),
-        license_id,
-        key_hash,
-        ip: source,
-        device_info,
-        code: answer.code,
-        validated_at: now,
-    });
+    edge.reports.push(report);
 }

@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod codes;
 pub mod collision;
 pub mod envelope;
+pub mod flow;
 mod hex;
 pub mod ids;
 pub mod input;

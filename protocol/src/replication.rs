@@ -94,6 +94,29 @@ pub struct ValidationReport {
     pub validated_at: DateTime<Utc>,
 }
 
+impl ValidationReport {
+    /// The one way a validation's report is made, by whoever answered it: a new time-ordered id
+    /// from the validation's instant.
+    pub fn new(
+        license_id: Option<Uuid>,
+        key_hash: Option<KeyHash>,
+        ip: IpAddr,
+        device_info: Option<String>,
+        code: ValidationCode,
+        validated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: crate::ids::v7_at(validated_at),
+            license_id,
+            key_hash,
+            ip,
+            device_info,
+            code,
+            validated_at,
+        }
+    }
+}
+
 /// How central answered a bind request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BindOutcome {

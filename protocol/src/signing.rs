@@ -18,7 +18,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::hex;
+use crate::{SuccessEnvelope, hex};
 
 /// The response header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "Celaest-Signature";
@@ -135,6 +135,14 @@ impl SigningKey {
         }
     }
 
+    /// Serializes `data` in the success envelope once and signs exactly those bytes: the one
+    /// way central and edges make a signed answer.
+    pub fn sign_envelope<T: Serialize>(&self, data: T) -> Result<SignedBody, serde_json::Error> {
+        let body = serde_json::to_vec(&SuccessEnvelope::new(data))?;
+        let signature = self.sign(&body).to_header_value();
+        Ok(SignedBody { body, signature })
+    }
+
     /// Signs the exact bytes of a response body.
     pub fn sign(&self, body: &[u8]) -> Signature {
         let mut bytes = [0u8; 64];
@@ -154,6 +162,15 @@ impl fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
+}
+
+/// A response body and the [`SIGNATURE_HEADER`] value that signs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBody {
+    /// `{"success": true, "data": …}`, exactly as sent.
+    pub body: Vec<u8>,
+    /// `keyid="…", algorithm="ed25519", signature="…"`.
+    pub signature: String,
 }
 
 /// A signature and the id of the key that made it: the value of the [`SIGNATURE_HEADER`] header.
@@ -520,6 +537,21 @@ mod tests {
             signing.kid()
         )));
         assert_eq!(signing.verifying_key().verify(BODY, &header), Ok(()));
+    }
+
+    #[test]
+    fn a_signed_envelope_is_the_success_envelope_and_verifies_as_sent() {
+        let signing = key(3);
+        let signed = signing
+            .sign_envelope(serde_json::json!({"valid": true}))
+            .unwrap();
+        assert_eq!(signed.body, br#"{"success":true,"data":{"valid":true}}"#);
+        assert_eq!(
+            signing
+                .verifying_key()
+                .verify(&signed.body, &signed.signature),
+            Ok(())
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ use std::{
     time::Duration,
 };
 
-use celaest_protocol::collision::{CollisionWindow, DEFAULT_WINDOW_SECS, MAX_TRACKED_IPS};
+use celaest_protocol::{
+    collision::{CollisionWindow, DEFAULT_WINDOW_SECS, MAX_TRACKED_IPS},
+    replication::ValidationReport,
+};
 use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
 use sqlx::PgPool;
@@ -49,6 +52,25 @@ pub struct ValidationRecord {
     pub answered_by: String,
     pub region: Option<String>,
     pub validated_at: DateTime<Utc>,
+}
+
+impl ValidationRecord {
+    /// The record of a validation answered by `answered_by` (central, or an edge in `region`):
+    /// the report the protocol's flow made, under its own id.
+    pub fn from_report(report: ValidationReport, answered_by: &str, region: Option<&str>) -> Self {
+        Self {
+            id: report.id,
+            license_id: report.license_id,
+            key_hash: report.key_hash.map(|hash| *hash.as_bytes()),
+            ip: report.ip,
+            device_info: report.device_info,
+            result_code: report.code.as_str(),
+            valid: report.code.is_valid(),
+            answered_by: answered_by.to_owned(),
+            region: region.map(str::to_owned),
+            validated_at: report.validated_at,
+        }
+    }
 }
 
 enum Command {

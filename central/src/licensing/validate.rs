@@ -10,14 +10,12 @@
 use std::net::IpAddr;
 
 use celaest_protocol::{
-    ChecksumKey, Decision, Lang, ValidateRequest, ValidationAnswer, ValidationCode, decide,
-    replication::BindOutcome,
+    ChecksumKey, Lang, ValidateRequest, ValidationAnswer,
+    flow::{Answerer, Finished, Step, Validation},
     signing::{KeyRing, SigningKey, VerifyingKey},
-    validation::parse_ip,
 };
 use chrono::Utc;
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
 use super::{
     recorder::{Recorder, ValidationRecord},
@@ -64,7 +62,9 @@ impl Licensing {
     }
 }
 
-/// Answers one validation from `source` and queues its record.
+/// Answers one validation from `source` and queues its record: the protocol's flow, with the
+/// license read from PostgreSQL and a new IP bound under the license's row lock.
+#[tracing::instrument(skip_all, fields(source = %source))]
 pub async fn validate(
     db: &sqlx::PgPool,
     licensing: &Licensing,
@@ -72,81 +72,31 @@ pub async fn validate(
     source: IpAddr,
     lang: Lang,
 ) -> Result<ValidationAnswer> {
-    let now = Utc::now();
-    let nonce = request.nonce.clone();
-    let parsed = request.parse(&licensing.checksum);
-    let (key, claimed) = match parsed {
-        Ok(parsed) => (parsed.key, Some(parsed.ip)),
-        Err(code) => {
-            // A malformed key or IP is answered at once; the record keeps no license.
-            let answer = ValidationAnswer::from_decision(
-                Decision::Invalid(code),
-                None,
-                nonce,
-                now,
-                ANSWERED_BY,
-                lang,
-            );
-            let device_info =
-                request.recorded_device_info(parse_ip(&request.ip_address).ok(), source);
-            licensing
-                .recorder
-                .record(record(None, None, source, device_info, code, now));
-            return Ok(answer);
-        }
+    let answerer = Answerer {
+        answered_by: ANSWERED_BY,
+        lang,
+        now: Utc::now(),
+        state_age_ms: None,
     };
-    let hash = key.hash();
-    let state = store::state_by_hash(db, hash.as_bytes()).await?;
-    let decision = match (decide(state.as_ref(), source, now), &state) {
-        (Decision::BindNewIp { .. }, Some(license)) => {
-            let device = request.device_info.as_deref();
-            match store::bind_ip_now(db, license.id, source, device).await? {
-                BindOutcome::Bound { remaining } | BindOutcome::AlreadyBound { remaining } => {
-                    Decision::Valid {
-                        remaining_ips: remaining,
-                    }
+    let finished = match Validation::new(request, source, answerer).parse(&licensing.checksum) {
+        Err(finished) => finished,
+        Ok(lookup) => {
+            let state = store::state_by_hash(db, lookup.key_hash().as_bytes()).await?;
+            match lookup.decide(state.as_ref()) {
+                Step::Finished(finished) => finished,
+                Step::Bind(pending) => {
+                    let license = pending.license().id;
+                    let outcome =
+                        store::bind_ip_now(db, license, pending.source(), pending.device_info())
+                            .await?;
+                    pending.finish(outcome.into())
                 }
-                // Another request took the last slot first.
-                BindOutcome::Full => Decision::Invalid(ValidationCode::IpLimitReached),
-                // Deleted since it was read: answered like any unknown key, as an edge does.
-                BindOutcome::NotFound => Decision::Invalid(ValidationCode::LicenseNotFound),
             }
         }
-        (decision, _) => decision,
     };
-    let state = state.filter(|_| decision != Decision::Invalid(ValidationCode::LicenseNotFound));
-    let answer =
-        ValidationAnswer::from_decision(decision, state.as_ref(), nonce, now, ANSWERED_BY, lang);
-    let license_id = state.as_ref().map(|s| s.id);
-    licensing.recorder.record(record(
-        license_id,
-        Some(*hash.as_bytes()),
-        source,
-        request.recorded_device_info(claimed, source),
-        answer.code,
-        now,
-    ));
+    let Finished { answer, report } = finished;
+    licensing
+        .recorder
+        .record(ValidationRecord::from_report(report, ANSWERED_BY, None));
     Ok(answer)
-}
-
-fn record(
-    license_id: Option<Uuid>,
-    key_hash: Option<[u8; 32]>,
-    source: IpAddr,
-    device_info: Option<String>,
-    code: ValidationCode,
-    now: chrono::DateTime<Utc>,
-) -> ValidationRecord {
-    ValidationRecord {
-        id: celaest_protocol::ids::v7_at(now),
-        license_id,
-        key_hash,
-        ip: source,
-        device_info,
-        result_code: code.as_str(),
-        valid: code.is_valid(),
-        answered_by: ANSWERED_BY.to_owned(),
-        region: None,
-        validated_at: now,
-    }
 }

@@ -351,18 +351,7 @@ async fn store_reports(
 ) -> anyhow::Result<()> {
     let count = i64::try_from(reports.len())?;
     for report in reports {
-        let record = ValidationRecord {
-            id: report.id,
-            license_id: report.license_id,
-            key_hash: report.key_hash.map(|h| *h.as_bytes()),
-            ip: report.ip,
-            device_info: report.device_info,
-            result_code: report.code.as_str(),
-            valid: report.code.is_valid(),
-            answered_by: edge_id.to_owned(),
-            region: Some(region.to_owned()),
-            validated_at: report.validated_at,
-        };
+        let record = ValidationRecord::from_report(report, edge_id, Some(region));
         state.licensing.recorder.record_wait(record).await;
     }
     // Acknowledge only what is stored: otherwise the edge keeps the batch and sends it again.

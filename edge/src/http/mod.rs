@@ -155,20 +155,19 @@ async fn validate_batch(
     response
 }
 
-/// Serializes the envelope once and signs exactly those bytes (central's `signed`).
+/// The answer as the protocol signs it: the envelope's exact bytes and their signature.
 fn signed<T: Serialize>(key: &SigningKey, data: T) -> Result<Response, EdgeError> {
-    let body = serde_json::to_vec(&SuccessEnvelope::new(data)).map_err(|e| {
+    let signed = key.sign_envelope(data).map_err(|e| {
         tracing::error!(error = %e, "answer not serialized");
         EdgeError::internal()
     })?;
-    let signature = HeaderValue::from_str(&key.sign(&body).to_header_value())
-        .map_err(|_| EdgeError::internal())?;
+    let signature = HeaderValue::from_str(&signed.signature).map_err(|_| EdgeError::internal())?;
     let mut response = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        signed.body,
     )
         .into_response();
     response.headers_mut().insert(SIGNATURE_HEADER, signature);
