@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use celaest_protocol::{
     Decision, Lang, LicenseState, ValidateRequest, ValidationAnswer, ValidationCode,
-    flow::{Answerer, Finished, Step, Validation},
+    flow::{Answerer, Finished, Parsed, Step, Validation},
     replication::ValidationReport,
 };
 use chrono::Utc;
@@ -80,8 +80,8 @@ fn from_memory<'a>(
     answerer: Answerer<'a>,
 ) -> Step<'a> {
     match Validation::new(request, source, answerer).parse(&edge.config.keys.checksum) {
-        Err(finished) => Step::Finished(finished),
-        Ok(lookup) => {
+        Parsed::Finished(finished) => Step::Finished(finished),
+        Parsed::Lookup(lookup) => {
             let key_hash = *lookup.key_hash();
             edge.store
                 .with_license(&key_hash, |state| lookup.decide(state))

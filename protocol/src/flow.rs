@@ -8,9 +8,10 @@
 //!
 //! ```text
 //! Validation::new(request, source, answerer)
-//!     .parse(checksum) ── Err(Finished)        a malformed key or IP: answered without a lookup
-//!     Ok(Lookup) ── .decide(looked up state) ── Step::Finished(Finished)
-//!                                            └─ Step::Bind(PendingBind) ── .finish(bind decision)
+//!     .parse(checksum) ── Parsed::Finished(Finished)   a malformed key or IP: no lookup
+//!     Parsed::Lookup(Lookup) ── .decide(looked up state) ── Step::Finished(Finished)
+//!                                                     └─ Step::Bind(PendingBind)
+//!                                                           └─ .finish(bind decision)
 //! Finished { answer, report }                  the answer to sign, the report to record
 //! ```
 
@@ -53,6 +54,15 @@ pub struct Lookup<'a> {
     claimed: IpAddr,
 }
 
+/// What comes after parsing.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// Well-formed: look the license up.
+    Lookup(Lookup<'a>),
+    /// Malformed: answered already.
+    Finished(Finished),
+}
+
 /// What comes after the decision.
 #[derive(Debug)]
 pub enum Step<'a> {
@@ -90,16 +100,16 @@ impl<'a> Validation<'a> {
 
     /// Checks what needs no lookup (the key's shape and checksum, then the IP address). A
     /// malformed request is finished here, with no license in its answer or report.
-    pub fn parse(self, checksum: &ChecksumKey) -> Result<Lookup<'a>, Finished> {
+    pub fn parse(self, checksum: &ChecksumKey) -> Parsed<'a> {
         match self.request.parse(checksum) {
-            Ok(parsed) => Ok(Lookup {
+            Ok(parsed) => Parsed::Lookup(Lookup {
                 validation: self,
                 key_hash: parsed.key.hash(),
                 claimed: parsed.ip,
             }),
             Err(code) => {
                 let claimed = parse_ip(&self.request.ip_address).ok();
-                Err(self.finish(Decision::Invalid(code), None, None, claimed))
+                Parsed::Finished(self.finish(Decision::Invalid(code), None, None, claimed))
             }
         }
     }
@@ -275,7 +285,7 @@ mod tests {
     fn a_malformed_key_is_finished_before_any_lookup_and_reported_without_a_license() {
         let now = Utc::now();
         let request = request("CELAEST-PROD-NOTAKEY", "10.0.0.1");
-        let Err(finished) =
+        let Parsed::Finished(finished) =
             Validation::new(&request, ip("10.0.0.1"), answerer(now)).parse(&checksum())
         else {
             panic!("a malformed key must not reach the lookup");
@@ -296,9 +306,11 @@ mod tests {
         let now = Utc::now();
         let key = key();
         let request = request(key.as_str(), "10.0.0.1");
-        let lookup = Validation::new(&request, ip("10.0.0.1"), answerer(now))
-            .parse(&checksum())
-            .expect("a well-formed request");
+        let Parsed::Lookup(lookup) =
+            Validation::new(&request, ip("10.0.0.1"), answerer(now)).parse(&checksum())
+        else {
+            panic!("a well-formed request");
+        };
         assert_eq!(lookup.key_hash(), &key.hash());
         let state = license(&["10.0.0.1"], 3);
         let Step::Finished(finished) = lookup.decide(Some(&state)) else {
@@ -317,9 +329,11 @@ mod tests {
     fn an_unknown_key_is_reported_with_its_hash_but_no_license() {
         let key = key();
         let request = request(key.as_str(), "10.0.0.1");
-        let lookup = Validation::new(&request, ip("10.0.0.1"), answerer(Utc::now()))
-            .parse(&checksum())
-            .expect("a well-formed request");
+        let Parsed::Lookup(lookup) =
+            Validation::new(&request, ip("10.0.0.1"), answerer(Utc::now())).parse(&checksum())
+        else {
+            panic!("a well-formed request");
+        };
         let Step::Finished(finished) = lookup.decide(None) else {
             panic!("nothing to bind without a license");
         };
@@ -333,9 +347,11 @@ mod tests {
         let key = key();
         let request = request(key.as_str(), "10.0.0.2");
         let state = license(&["10.0.0.1"], 2);
-        let lookup = Validation::new(&request, ip("10.0.0.2"), answerer(Utc::now()))
-            .parse(&checksum())
-            .expect("a well-formed request");
+        let Parsed::Lookup(lookup) =
+            Validation::new(&request, ip("10.0.0.2"), answerer(Utc::now())).parse(&checksum())
+        else {
+            panic!("a well-formed request");
+        };
         let Step::Bind(pending) = lookup.decide(Some(&state)) else {
             panic!("a new address must be bound first");
         };
@@ -353,7 +369,7 @@ mod tests {
         let key = key();
         let request = request(key.as_str(), "10.0.0.2");
         let state = license(&[], 1);
-        let Ok(lookup) =
+        let Parsed::Lookup(lookup) =
             Validation::new(&request, ip("10.0.0.2"), answerer(Utc::now())).parse(&checksum())
         else {
             panic!("a well-formed request");
@@ -372,7 +388,7 @@ mod tests {
         let key = key();
         let request = request(key.as_str(), "10.0.0.2");
         let state = license(&[], 1);
-        let Ok(lookup) =
+        let Parsed::Lookup(lookup) =
             Validation::new(&request, ip("10.0.0.2"), answerer(Utc::now())).parse(&checksum())
         else {
             panic!("a well-formed request");
@@ -392,7 +408,7 @@ mod tests {
         let key = key();
         let request = request(key.as_str(), "192.0.2.9");
         let state = license(&["10.0.0.1"], 1);
-        let Ok(lookup) =
+        let Parsed::Lookup(lookup) =
             Validation::new(&request, ip("10.0.0.1"), answerer(Utc::now())).parse(&checksum())
         else {
             panic!("a well-formed request");
@@ -415,7 +431,7 @@ mod tests {
         let request = request(key.as_str(), "10.0.0.2");
         let mut state = license(&[], 5);
         state.expires_at = Some(now - Duration::seconds(1));
-        let Ok(lookup) =
+        let Parsed::Lookup(lookup) =
             Validation::new(&request, ip("10.0.0.2"), answerer(now)).parse(&checksum())
         else {
             panic!("a well-formed request");

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use celaest_protocol::{
     ChecksumKey, Lang, ValidateRequest, ValidationAnswer,
-    flow::{Answerer, Finished, Step, Validation},
+    flow::{Answerer, Finished, Parsed, Step, Validation},
     signing::{KeyRing, SigningKey, VerifyingKey},
 };
 use chrono::Utc;
@@ -79,8 +79,8 @@ pub async fn validate(
         state_age_ms: None,
     };
     let finished = match Validation::new(request, source, answerer).parse(&licensing.checksum) {
-        Err(finished) => finished,
-        Ok(lookup) => {
+        Parsed::Finished(finished) => finished,
+        Parsed::Lookup(lookup) => {
             let state = store::state_by_hash(db, lookup.key_hash().as_bytes()).await?;
             match lookup.decide(state.as_ref()) {
                 Step::Finished(finished) => finished,
