@@ -257,7 +257,7 @@ async fn edges_outlive_central_and_deliver_their_reports_exactly_once() -> anyho
     stack.restart_central().await?;
     let id = license["id"].as_str().unwrap_or_default();
     let sql = format!(
-        "SELECT count(*) FROM license_validations WHERE license_id = '{id}' AND answered_by = 'edge-eu-1'"
+        "SELECT coalesce(sum(count), 0)::bigint FROM license_validations WHERE license_id = '{id}' AND answered_by = 'edge-eu-1'"
     );
     let started = Instant::now();
     let mut stored = 0;

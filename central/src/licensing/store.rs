@@ -251,7 +251,7 @@ pub async fn validations(
     let total = count.build_query_scalar::<i64>().fetch_one(db).await?;
     let mut rows = QueryBuilder::new(
         "SELECT v.id, host(v.ip_address) AS ip_address, v.device_info, v.result_code, v.valid, v.answered_by, v.region, \
-         v.validated_at FROM license_validations v",
+         v.validated_at, v.count FROM license_validations v",
     );
     apply(&mut rows);
     list.push_order_and_page(&mut rows, "v.id");

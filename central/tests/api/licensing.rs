@@ -1067,7 +1067,7 @@ async fn after_a_key_rotation_the_previous_key_is_still_published(db: PgPool) {
 }
 
 #[tokio::test]
-async fn a_flush_says_when_records_could_not_be_stored() {
+async fn a_flush_says_when_records_could_not_be_stored_and_keeps_them() {
     use celaest_central::{cache::Redis, licensing::recorder::Recorder};
     let config = crate::helpers::test_config(&[]);
     let unreachable = sqlx::postgres::PgPoolOptions::new()
@@ -1078,12 +1078,10 @@ async fn a_flush_says_when_records_could_not_be_stored() {
     recorder.record(record(Uuid::now_v7(), "203.0.113.1", 0));
     assert!(
         !recorder.flush().await,
-        "a dropped batch must not be reported stored"
+        "an unwritten record must not be reported stored"
     );
-    assert!(
-        recorder.flush().await,
-        "nothing was dropped since the last flush"
-    );
+    assert_eq!(recorder.held().validations, 1, "held, not dropped");
+    assert!(!recorder.flush().await, "still not stored");
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]
