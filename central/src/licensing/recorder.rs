@@ -39,13 +39,16 @@ use std::{
 
 use celaest_protocol::collision::{CollisionWindow, DEFAULT_WINDOW_SECS, MAX_TRACKED_IPS};
 use chrono::{DateTime, Utc};
-use ipnetwork::IpNetwork;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
+use self::coalesce::Coalescer;
 pub use self::coalesce::{Caps, Level};
-use self::coalesce::{Coalescer, Row};
+use super::{
+    service,
+    store::{self, ValidationWrite as Row},
+};
 use crate::{
     audit::{self, Actor, AuditEvent},
     cache::Redis,
@@ -616,7 +619,7 @@ impl Writer {
         let written = async {
             let mut tx = self.db.begin().await?;
             if let Some((id, edge_id, reports)) = batch
-                && !claim_batch(&mut tx, id, edge_id, reports).await?
+                && !store::claim_report_batch(&mut tx, id, edge_id, reports).await?
             {
                 tx.commit().await?;
                 return Ok::<_, sqlx::Error>(None);
@@ -625,7 +628,8 @@ impl Writer {
                 let mut stored = HashSet::new();
                 for row in rows {
                     let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-                    match insert_validations(&mut savepoint, std::slice::from_ref(row)).await {
+                    match store::insert_validations(&mut savepoint, std::slice::from_ref(row)).await
+                    {
                         Ok(ids) => {
                             savepoint.commit().await?;
                             stored.extend(ids);
@@ -644,7 +648,7 @@ impl Writer {
                 }
                 stored
             } else {
-                insert_validations(&mut tx, rows)
+                store::insert_validations(&mut tx, rows)
                     .await?
                     .into_iter()
                     .collect()
@@ -701,7 +705,9 @@ impl Writer {
             return;
         }
         self.pruned_at = Some(Instant::now());
-        if let Err(e) = forget_batches_before(&self.db, Utc::now() - BATCH_IDS_KEPT).await {
+        if let Err(e) =
+            store::forget_report_batches_before(&self.db, Utc::now() - BATCH_IDS_KEPT).await
+        {
             tracing::warn!(error = %e, "old report batch ids not pruned; trying again later");
         }
     }
@@ -867,194 +873,16 @@ fn split_counts(rows: &[Row]) -> Option<Vec<Row>> {
     Some(split)
 }
 
-/// Records an edge batch's id; `false` when it was recorded before (the batch was sent again).
-async fn claim_batch(
-    conn: &mut PgConnection,
-    batch_id: Uuid,
-    edge_id: &str,
-    reports: usize,
-) -> sqlx::Result<bool> {
-    let claimed = sqlx::query_scalar!(
-        r#"INSERT INTO replication_report_batches (batch_id, edge_id, report_count) VALUES ($1, $2, $3)
-           ON CONFLICT (batch_id) DO NOTHING
-           RETURNING batch_id"#,
-        batch_id,
-        edge_id,
-        i32::try_from(reports).unwrap_or(i32::MAX)
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(claimed.is_some())
-}
-
-/// Forgets the edge batch ids stored before `before`.
-async fn forget_batches_before(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    let deleted = sqlx::query!(
-        "DELETE FROM replication_report_batches WHERE stored_at < $1",
-        before
-    )
-    .execute(db)
-    .await?;
-    Ok(deleted.rows_affected())
-}
-
-/// Inserts the rows not stored yet; returns the ids stored now.
-async fn insert_validations(conn: &mut PgConnection, rows: &[Row]) -> sqlx::Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let licenses: Vec<Option<Uuid>> = rows.iter().map(|r| r.license_id).collect();
-    let hashes: Vec<Option<Vec<u8>>> = rows
-        .iter()
-        .map(|r| r.key_hash.map(|h| h.to_vec()))
-        .collect();
-    let ips: Vec<Option<IpNetwork>> = rows.iter().map(|r| r.ip.map(IpNetwork::from)).collect();
-    let devices: Vec<Option<String>> = rows.iter().map(|r| r.device_info.clone()).collect();
-    let codes: Vec<&str> = rows.iter().map(|r| r.result_code).collect();
-    let valid: Vec<bool> = rows.iter().map(|r| r.valid).collect();
-    let by: Vec<&str> = rows.iter().map(|r| r.answered_by.as_str()).collect();
-    let regions: Vec<Option<String>> = rows.iter().map(|r| r.region.clone()).collect();
-    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.validated_at).collect();
-    let counts: Vec<i32> = rows
-        .iter()
-        .map(|r| i32::try_from(r.count).unwrap_or(i32::MAX))
-        .collect();
-    sqlx::query_scalar!(
-        r#"INSERT INTO license_validations (id, license_id, key_hash, ip_address, device_info, result_code, valid,
-                                           answered_by, region, validated_at, count)
-           -- A report about a license deleted meanwhile is kept, without the link.
-           SELECT v.id, CASE WHEN EXISTS (SELECT 1 FROM licenses l WHERE l.id = v.license_id) THEN v.license_id END,
-                  v.key_hash, v.ip, v.device, v.code, v.valid, v.answered_by, v.region, v.validated_at, v.count
-           FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::bool[],
-                       $8::text[], $9::text[], $10::timestamptz[], $11::int[])
-                AS v(id, license_id, key_hash, ip, device, code, valid, answered_by, region, validated_at, count)
-           ON CONFLICT (id) DO NOTHING
-           RETURNING id"#,
-        &ids,
-        &licenses as &[Option<Uuid>],
-        &hashes as &[Option<Vec<u8>>],
-        &ips as &[Option<IpNetwork>],
-        &devices as &[Option<String>],
-        &codes as &[&str],
-        &valid,
-        &by as &[&str],
-        &regions as &[Option<String>],
-        &at,
-        &counts
-    )
-    .fetch_all(conn)
-    .await
-}
-
 /// Counters of licenses, bindings and the daily usage log — a row counting as `count`
 /// validations; the first validation of a license on a day also writes its `license.validated`
 /// audit row (validations are audited in aggregate). A row without a license adds to none; one
 /// without an address (several coalesced) adds to its license but to no binding.
 async fn count_usage(conn: &mut PgConnection, rows: &[&Row]) -> sqlx::Result<()> {
-    #[derive(Default)]
-    struct Day {
-        total: i64,
-        ok: i64,
-        last_ip: Option<IpAddr>,
-        last_at: Option<DateTime<Utc>>,
-    }
-    let mut days: HashMap<(Uuid, chrono::NaiveDate), Day> = HashMap::new();
-    let mut seen_ips: HashMap<(Uuid, IpAddr), (i64, DateTime<Utc>)> = HashMap::new();
-    for r in rows {
-        let Some(license) = r.license_id else {
-            continue;
-        };
-        let count = i64::try_from(r.count).unwrap_or(i64::MAX);
-        let day = days
-            .entry((license, r.validated_at.date_naive()))
-            .or_default();
-        day.total += count;
-        if r.valid {
-            day.ok += count;
-        }
-        if day.last_at.is_none_or(|t| t <= r.validated_at) {
-            day.last_at = Some(r.validated_at);
-            day.last_ip = r.ip.or(day.last_ip);
-        }
-        if let (true, Some(ip)) = (r.valid, r.ip) {
-            let seen = seen_ips.entry((license, ip)).or_insert((0, r.validated_at));
-            seen.0 += count;
-            seen.1 = seen.1.max(r.validated_at);
-        }
-    }
-    if days.is_empty() {
-        return Ok(());
-    }
-    let (mut l, mut d, mut n, mut ok, mut ip, mut last) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((license, date), day) in &days {
-        l.push(*license);
-        d.push(*date);
-        n.push(day.total);
-        ok.push(day.ok);
-        ip.push(day.last_ip.map(IpNetwork::from));
-        last.push(day.last_at.unwrap_or_else(Utc::now));
-    }
-    sqlx::query!(
-        r#"UPDATE licenses SET validation_count = validation_count + x.n,
-                              last_validated_at = GREATEST(last_validated_at, x.last)
-           FROM (SELECT l, sum(n) AS n, max(last) AS last
-                 FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS t(l, n, last) GROUP BY l) AS x
-           WHERE licenses.id = x.l"#,
-        &l,
-        &n,
-        &last
-    )
-    .execute(&mut *conn)
-    .await?;
-    let (bl, bip, bn, bat): (Vec<Uuid>, Vec<IpNetwork>, Vec<i64>, Vec<DateTime<Utc>>) =
-        seen_ips.iter().fold(
-            (vec![], vec![], vec![], vec![]),
-            |(mut a, mut b, mut c, mut d), ((license, ip), (count, at))| {
-                a.push(*license);
-                b.push(IpNetwork::from(*ip));
-                c.push(*count);
-                d.push(*at);
-                (a, b, c, d)
-            },
-        );
-    sqlx::query!(
-        r#"UPDATE license_ip_bindings b SET validation_count = b.validation_count + x.n,
-                                          last_seen_at = GREATEST(b.last_seen_at, x.at)
-           FROM UNNEST($1::uuid[], $2::inet[], $3::bigint[], $4::timestamptz[]) AS x(l, ip, n, at)
-           WHERE b.license_id = x.l AND b.ip_address = x.ip"#,
-        &bl,
-        &bip,
-        &bn,
-        &bat
-    )
-    .execute(&mut *conn)
-    .await?;
-    let first_of_day = sqlx::query!(
-        r#"INSERT INTO license_usage_log AS u (license_id, usage_date, validation_count, success_count, failure_count, last_ip,
-                                         unique_ip_count)
-           SELECT x.l, x.d, x.n, x.ok, x.n - x.ok, x.ip,
-                  -- Distinct bound IPs seen that day, the bindings' last_seen_at just updated included.
-                  (SELECT count(*) FROM license_ip_bindings b
-                   WHERE b.license_id = x.l AND b.last_seen_at >= x.d::timestamptz AND b.last_seen_at < (x.d + 1)::timestamptz)
-           FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::inet[]) AS x(l, d, n, ok, ip)
-           WHERE EXISTS (SELECT 1 FROM licenses WHERE id = x.l)
-           ON CONFLICT (license_id, usage_date) DO UPDATE
-             SET validation_count = u.validation_count + EXCLUDED.validation_count,
-                 success_count = u.success_count + EXCLUDED.success_count,
-                 failure_count = u.failure_count + EXCLUDED.failure_count,
-                 last_ip = coalesce(EXCLUDED.last_ip, u.last_ip),
-                 unique_ip_count = EXCLUDED.unique_ip_count
-           RETURNING license_id, usage_date, (xmax = 0) AS "first!""#,
-        &l,
-        &d,
-        &n,
-        &ok,
-        &ip as &[Option<IpNetwork>]
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in first_of_day.iter().filter(|r| r.first) {
-        let event = AuditEvent::new("license.validated", "license", row.license_id)
-            .meta("usage_date", row.usage_date)
+    let (days, bindings) = usage_of(rows);
+    let first_of_day = store::add_usage(&mut *conn, &days, &bindings).await?;
+    for (license_id, usage_date) in first_of_day {
+        let event = AuditEvent::new("license.validated", "license", license_id)
+            .meta("usage_date", usage_date)
             .meta(
                 "aggregate",
                 "first validation of the day; counts in license_usage_log",
@@ -1064,53 +892,79 @@ async fn count_usage(conn: &mut PgConnection, rows: &[&Row]) -> sqlx::Result<()>
     Ok(())
 }
 
-/// Stores an episode, counts it on the license, and revokes the license past its threshold.
-async fn record_collision(db: &PgPool, license: Uuid, episode: &Episode) -> sqlx::Result<()> {
-    let mut tx = db.begin().await?;
-    let ips: Vec<IpNetwork> = episode.ips.iter().map(|ip| IpNetwork::from(*ip)).collect();
-    let Some(row) = sqlx::query!(
-        r#"WITH counted AS (
-               UPDATE licenses SET collision_count = collision_count + 1 WHERE id = $1
-               RETURNING id, product_id, status, collision_count)
-           SELECT c.status, c.collision_count, p.collision_threshold AS product_threshold,
-                  (SELECT value FROM system_config WHERE key = 'licensing.collision_threshold') AS global_threshold,
-                  (SELECT value FROM system_config WHERE key = 'licensing.auto_revoke_on_collision') AS global_auto_revoke
-           FROM counted c JOIN products p ON p.id = c.product_id"#,
-        license
+/// What rows add to each license's day and each bound address (successful validations only).
+fn usage_of(rows: &[&Row]) -> (Vec<store::DayUsage>, Vec<store::BindingUsage>) {
+    let mut days: HashMap<(Uuid, chrono::NaiveDate), store::DayUsage> = HashMap::new();
+    let mut bindings: HashMap<(Uuid, IpAddr), store::BindingUsage> = HashMap::new();
+    for r in rows {
+        let Some(license_id) = r.license_id else {
+            continue;
+        };
+        let count = i64::try_from(r.count).unwrap_or(i64::MAX);
+        let date = r.validated_at.date_naive();
+        let day = days
+            .entry((license_id, date))
+            .or_insert_with(|| store::DayUsage {
+                license_id,
+                date,
+                validations: 0,
+                successes: 0,
+                last_ip: None,
+                last_at: r.validated_at,
+            });
+        day.validations += count;
+        if r.valid {
+            day.successes += count;
+        }
+        if day.last_at <= r.validated_at {
+            day.last_at = r.validated_at;
+            day.last_ip = r.ip.or(day.last_ip);
+        }
+        if let (true, Some(ip)) = (r.valid, r.ip) {
+            let binding = bindings
+                .entry((license_id, ip))
+                .or_insert_with(|| store::BindingUsage {
+                    license_id,
+                    ip,
+                    validations: 0,
+                    last_at: r.validated_at,
+                });
+            binding.validations += count;
+            binding.last_at = binding.last_at.max(r.validated_at);
+        }
+    }
+    (
+        days.into_values().collect(),
+        bindings.into_values().collect(),
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+}
+
+/// Stores an episode, counts it on the license, and revokes the license past its threshold —
+/// through the licensing service, as an administrator's revocation: the outbox row that carries
+/// it to the edges and its audit row, by the system.
+async fn record_collision(
+    db: &PgPool,
+    license: Uuid,
+    episode: &Episode,
+) -> crate::http::Result<()> {
+    let mut tx = db.begin().await?;
+    let Some(counted) = store::count_collision(&mut tx, license).await? else {
         return Ok(()); // deleted meanwhile
     };
-    let threshold = row.product_threshold.map(i64::from).or_else(|| {
-        let on = row
-            .global_auto_revoke
-            .as_ref()
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        on.then(|| {
-            row.global_threshold
-                .as_ref()
-                .and_then(serde_json::Value::as_i64)
-        })
-        .flatten()
-    });
-    let revoke =
-        row.status == "active" && threshold.is_some_and(|t| i64::from(row.collision_count) > t);
-    sqlx::query!(
-        r#"INSERT INTO license_collisions (license_id, ip_addresses, ip_count, window_start, window_end, detected_by,
-                                          auto_revoked)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
-        license,
-        &ips,
-        i32::try_from(ips.len()).unwrap_or(i32::MAX),
-        episode.window_start,
-        episode.window_end,
-        episode.detected_by,
-        revoke
+    let threshold = revocation_threshold(&counted);
+    let revoke = counted.status == "active"
+        && threshold.is_some_and(|t| i64::from(counted.collision_count) > t);
+    store::insert_collision(
+        &mut tx,
+        &store::NewCollision {
+            license_id: license,
+            ips: &episode.ips,
+            window_start: episode.window_start,
+            window_end: episode.window_end,
+            detected_by: &episode.detected_by,
+            auto_revoked: revoke,
+        },
     )
-    .execute(&mut *tx)
     .await?;
     let event = AuditEvent::new("license.collision_detected", "license", license)
         .meta(
@@ -1121,28 +975,120 @@ async fn record_collision(db: &PgPool, license: Uuid, episode: &Episode) -> sqlx
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
         )
-        .meta("collision_count", row.collision_count);
+        .meta("collision_count", counted.collision_count);
     audit::record(&mut tx, Actor::System, None, event).await?;
     if revoke {
         let reason = format!(
             "automatic: {} collisions (threshold {})",
-            row.collision_count,
+            counted.collision_count,
             threshold.unwrap_or(0)
         );
-        sqlx::query!(
-            "UPDATE licenses SET status = 'revoked', revoked_at = now(), revoked_reason = $2 WHERE id = $1",
-            license,
-            reason
-        )
-        .execute(&mut *tx)
-        .await?;
-        super::store::replicate(&mut tx, license).await?;
-        let event = AuditEvent::new("license.revoked", "license", license)
-            .change("status", &"active", &"revoked")
-            .meta("reason", &reason)
-            .meta("automatic", true);
-        audit::record(&mut tx, Actor::System, None, event).await?;
-        tracing::warn!(%license, collisions = row.collision_count, "license revoked automatically for collisions");
+        service::revoke_automatically(&mut tx, license, reason).await?;
+        tracing::warn!(%license, collisions = counted.collision_count, "license revoked automatically for collisions");
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Past how many collisions a license is revoked: its product's threshold, else the global one
+/// while `licensing.auto_revoke_on_collision` is on; `None` never.
+fn revocation_threshold(counted: &store::CollisionCount) -> Option<i64> {
+    counted.product_threshold.map(i64::from).or_else(|| {
+        let on = counted
+            .global_auto_revoke
+            .as_ref()
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        on.then(|| {
+            counted
+                .global_threshold
+                .as_ref()
+                .and_then(serde_json::Value::as_i64)
+        })
+        .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn counted(
+        product: Option<i32>,
+        global: Option<i64>,
+        auto: Option<bool>,
+    ) -> store::CollisionCount {
+        store::CollisionCount {
+            status: "active".to_owned(),
+            collision_count: 3,
+            product_threshold: product,
+            global_threshold: global.map(|t| json!(t)),
+            global_auto_revoke: auto.map(|on| json!(on)),
+        }
+    }
+
+    #[test]
+    fn the_products_threshold_wins_and_the_global_one_applies_only_when_switched_on() {
+        assert_eq!(
+            revocation_threshold(&counted(Some(5), Some(1), Some(true))),
+            Some(5)
+        );
+        assert_eq!(
+            revocation_threshold(&counted(None, Some(2), Some(true))),
+            Some(2)
+        );
+        assert_eq!(
+            revocation_threshold(&counted(None, Some(2), Some(false))),
+            None
+        );
+        assert_eq!(revocation_threshold(&counted(None, Some(2), None)), None);
+        assert_eq!(revocation_threshold(&counted(None, None, Some(true))), None);
+    }
+
+    fn row(license: Option<u128>, ip: Option<u8>, valid: bool, count: u64, minute: i64) -> Row {
+        Row {
+            id: Uuid::now_v7(),
+            license_id: license.map(Uuid::from_u128),
+            key_hash: None,
+            ip: ip.map(|n| IpAddr::from([192, 0, 2, n])),
+            device_info: None,
+            result_code: if valid { "VALID" } else { "LICENSE_EXPIRED" },
+            valid,
+            answered_by: "central".to_owned(),
+            region: None,
+            validated_at: DateTime::from_timestamp(1_790_000_000 + minute * 60, 0).unwrap(),
+            count,
+        }
+    }
+
+    #[test]
+    fn a_coalesced_row_counts_as_its_count_on_the_license_and_the_binding() {
+        let rows = [
+            row(Some(1), Some(1), true, 40, 0),
+            row(Some(1), Some(1), true, 2, 1),
+            row(Some(1), None, true, 7, 2),
+            row(Some(1), Some(2), false, 5, 3),
+            row(None, Some(1), false, 100, 0),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let (days, bindings) = usage_of(&refs);
+        assert_eq!(
+            days.len(),
+            1,
+            "one license, one day; no license counts on none"
+        );
+        let day = &days[0];
+        assert_eq!((day.validations, day.successes), (54, 49));
+        assert_eq!(day.last_at, rows[3].validated_at);
+        assert_eq!(day.last_ip, rows[3].ip);
+        // Only successful validations from a known address reach a binding.
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(
+            (bindings[0].ip, bindings[0].validations),
+            (rows[0].ip.unwrap(), 42)
+        );
+        assert_eq!(bindings[0].last_at, rows[1].validated_at);
+    }
 }

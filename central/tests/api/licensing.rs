@@ -503,6 +503,23 @@ async fn past_the_products_threshold_a_license_is_revoked_automatically(db: PgPo
         actions.contains(&"license.revoked".to_owned()),
         "{actions:?}"
     );
+    // The same revocation an administrator makes, by the system and said to be automatic.
+    let (actor, changes, metadata): (String, Value, Value) = sqlx::query_as(
+        "SELECT actor_type, changes, metadata FROM audit_logs WHERE entity_id = $1 AND action = 'license.revoked'",
+    )
+    .bind(id.to_string())
+    .fetch_one(&f.id.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "system");
+    assert_eq!(changes["status"], json!(["active", "revoked"]));
+    assert!(
+        changes["revoked_reason"][1]
+            .as_str()
+            .is_some_and(|r| r.starts_with("automatic: 2 collisions")),
+        "{changes}"
+    );
+    assert_eq!(metadata["automatic"], true);
     let outbox: Vec<String> = sqlx::query_scalar(
         "SELECT payload->>'status' FROM replication_log WHERE entity_id = $1 ORDER BY seq",
     )

@@ -24,30 +24,10 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::ValidationRecord;
-
-/// What one stored row says: `count` validations sharing these fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// The first merged validation's id.
-    pub id: Uuid,
-    pub license_id: Option<Uuid>,
-    pub key_hash: Option<[u8; 32]>,
-    /// `None` when the merged validations came from several addresses.
-    pub ip: Option<IpAddr>,
-    pub device_info: Option<String>,
-    pub result_code: &'static str,
-    pub valid: bool,
-    /// The first merged validation's (the recorder merges only its own or one edge's).
-    pub answered_by: String,
-    pub region: Option<String>,
-    /// The latest merged validation's time.
-    pub validated_at: DateTime<Utc>,
-    pub count: u64,
-}
+use crate::licensing::store::ValidationWrite as Row;
 
 impl From<ValidationRecord> for Row {
     fn from(r: ValidationRecord) -> Self {
@@ -67,27 +47,25 @@ impl From<ValidationRecord> for Row {
     }
 }
 
-impl Row {
-    /// Adds `other`'s validations to this row: counts add up, shared fields stay, the others
-    /// are left empty.
-    fn absorb(&mut self, other: &Self) {
-        fn keep_shared<T: PartialEq>(mine: &mut Option<T>, theirs: Option<&T>) {
-            if mine.as_ref() != theirs {
-                *mine = None;
-            }
+/// Adds `other`'s validations to `held`: counts add up, shared fields stay, the others are left
+/// empty.
+fn absorb(held: &mut Row, other: &Row) {
+    fn keep_shared<T: PartialEq>(mine: &mut Option<T>, theirs: Option<&T>) {
+        if mine.as_ref() != theirs {
+            *mine = None;
         }
-        self.count = self.count.saturating_add(other.count);
-        keep_shared(&mut self.license_id, other.license_id.as_ref());
-        keep_shared(&mut self.key_hash, other.key_hash.as_ref());
-        keep_shared(&mut self.ip, other.ip.as_ref());
-        keep_shared(&mut self.device_info, other.device_info.as_ref());
-        keep_shared(&mut self.region, other.region.as_ref());
-        self.validated_at = self.validated_at.max(other.validated_at);
     }
+    held.count = held.count.saturating_add(other.count);
+    keep_shared(&mut held.license_id, other.license_id.as_ref());
+    keep_shared(&mut held.key_hash, other.key_hash.as_ref());
+    keep_shared(&mut held.ip, other.ip.as_ref());
+    keep_shared(&mut held.device_info, other.device_info.as_ref());
+    keep_shared(&mut held.region, other.region.as_ref());
+    held.validated_at = held.validated_at.max(other.validated_at);
+}
 
-    fn minute(&self) -> i64 {
-        self.validated_at.timestamp().div_euclid(60)
-    }
+fn minute(row: &Row) -> i64 {
+    row.validated_at.timestamp().div_euclid(60)
 }
 
 /// The rows each level may hold before validations fold into the next, coarser one.
@@ -152,10 +130,10 @@ impl Coalescer {
     /// its key or has room.
     pub fn add(&mut self, row: Row) -> Level {
         self.validations = self.validations.saturating_add(row.count);
-        let (code, minute) = ((row.result_code, row.valid), row.minute());
+        let (code, minute) = ((row.result_code, row.valid), minute(&row));
         let by_ip = (row.license_id, row.ip, code, minute);
         if let Some(held) = self.by_ip.get_mut(&by_ip) {
-            held.absorb(&row);
+            absorb(held, &row);
             return Level::Ip;
         }
         if self.by_ip.len() < self.caps.by_ip {
@@ -164,7 +142,7 @@ impl Coalescer {
         }
         let by_license = (row.license_id, code, minute);
         if let Some(held) = self.by_license.get_mut(&by_license) {
-            held.absorb(&row);
+            absorb(held, &row);
             return Level::License;
         }
         if self.by_license.len() < self.caps.by_license {
@@ -172,7 +150,7 @@ impl Coalescer {
             return Level::License;
         }
         if let Some(held) = self.by_minute.get_mut(&(code, minute)) {
-            held.absorb(&row);
+            absorb(held, &row);
             return Level::Minute;
         }
         if self.by_minute.len() < self.caps.by_minute {
@@ -180,7 +158,7 @@ impl Coalescer {
             return Level::Minute;
         }
         match self.by_code.get_mut(&code) {
-            Some(held) => held.absorb(&row),
+            Some(held) => absorb(held, &row),
             None => {
                 self.by_code.insert(code, row);
             }
@@ -244,10 +222,10 @@ pub fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
             row.license_id,
             row.ip,
             (row.result_code, row.valid),
-            row.minute(),
+            minute(&row),
         );
         match merged.get_mut(&key) {
-            Some(held) => held.absorb(&row),
+            Some(held) => absorb(held, &row),
             None => {
                 order.push(key);
                 merged.insert(key, row);
@@ -260,7 +238,7 @@ pub fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
 
     use super::*;
 
