@@ -27,6 +27,13 @@
 //! (per product, else the global setting; off by default) the license is revoked automatically,
 //! audited, and the revocation streams to the edges like any other change. A coalesced row is one
 //! observation of its address (collisions need only the distinct addresses, not how often).
+//!
+//! Metrics: `celaest_recorder_queue_depth` rows waiting (queued, coalesced, in edge batches);
+//! `celaest_recorder_batch_size` rows per committed write and `celaest_recorder_flush_seconds`
+//! its duration; `celaest_recorder_records_total` validations handed over (a resent edge batch
+//! counts again); `celaest_recorder_coalesced_total` validations that joined a coalesced row
+//! (again if their write failed and they were folded back); `celaest_recorder_store_failures_total`
+//! failed writes plus rows given up.
 
 mod coalesce;
 
