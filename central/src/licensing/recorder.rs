@@ -4,7 +4,8 @@
 //! one writer task stores them in batches — by size or every [`FLUSH_EVERY`] — into
 //! `license_validations` (idempotent by the record's id), and, in the same transaction,
 //! `license_usage_log` (per license and day) and the licenses' and bindings' counters; then it
-//! runs collision detection. A graceful shutdown flushes what is held.
+//! runs collision detection. The SQL is the licensing store's; an automatic revocation is the
+//! licensing service's. A graceful shutdown flushes what is held.
 //!
 //! Overload (PostgreSQL slow or down) costs detail, never a validation: once the queue is full,
 //! further validations are coalesced — the same license, IP, result code and minute become one
@@ -50,8 +51,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
+pub use self::coalesce::Caps;
 use self::coalesce::Coalescer;
-pub use self::coalesce::{Caps, Level};
 use super::{
     service,
     store::{self, ValidationWrite as Row},
