@@ -238,6 +238,16 @@ async fn edges_outlive_central_and_deliver_their_reports_exactly_once() -> anyho
         .unwrap_or_default()
         .to_owned();
     until_code(&stack.client, &edge, &key, "203.0.113.1", "VALID").await?;
+    // The binding reaches the edge as a change: wait until the edge has applied everything.
+    let caught_up = "SELECT count(*) FROM edges e, replication_state s WHERE e.id = 'edge-eu-1' AND e.applied_seq >= s.last_seq";
+    let started = Instant::now();
+    while stack.count(caught_up).await? == 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "the edge never applied the binding"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Central goes away: bound IPs keep validating from memory, new IPs cannot be bound.
     stack.central.terminate(Duration::from_secs(15))?;
@@ -257,7 +267,7 @@ async fn edges_outlive_central_and_deliver_their_reports_exactly_once() -> anyho
     stack.restart_central().await?;
     let id = license["id"].as_str().unwrap_or_default();
     let sql = format!(
-        "SELECT count(*) FROM license_validations WHERE license_id = '{id}' AND answered_by = 'edge-eu-1'"
+        "SELECT coalesce(sum(count), 0)::bigint FROM license_validations WHERE license_id = '{id}' AND answered_by = 'edge-eu-1'"
     );
     let started = Instant::now();
     let mut stored = 0;

@@ -132,6 +132,7 @@ pub struct Collision {
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ValidationRow {
     pub id: Uuid,
+    /// Empty only on a row coalescing validations from several addresses.
     pub ip_address: Option<String>,
     pub device_info: Option<String>,
     pub result_code: String,
@@ -139,7 +140,12 @@ pub struct ValidationRow {
     /// `central` or the edge that answered.
     pub answered_by: String,
     pub region: Option<String>,
+    /// The latest validation's time, on a coalesced row.
     pub validated_at: DateTime<Utc>,
+    /// How many validations the row stands for: 1, or more when the recorder coalesced the
+    /// same license, address, result and minute under overload.
+    #[schema(minimum = 1)]
+    pub count: i32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -1,22 +1,48 @@
-//! Recording validations off the request path.
+//! Recording validations off the request path, without ever dropping one.
 //!
-//! A validation answered by central (or reported by an edge) becomes a [`ValidationRecord`] on a
-//! bounded in-process queue; one writer task stores them in batches — by size or every
-//! [`FLUSH_EVERY`] — into `license_validations` (idempotent by the record's id, so an edge report
-//! delivered twice is stored once), `license_usage_log` (per license and day), the licenses' and
-//! bindings' counters, and runs collision detection. A graceful shutdown flushes the queue.
+//! A validation answered by central becomes a [`ValidationRecord`] on a bounded in-process queue;
+//! one writer task stores them in batches — by size or every [`FLUSH_EVERY`] — into
+//! `license_validations` (idempotent by the record's id), and, in the same transaction,
+//! `license_usage_log` (per license and day) and the licenses' and bindings' counters; then it
+//! runs collision detection. The SQL is the licensing store's; an automatic revocation is the
+//! licensing service's. A graceful shutdown flushes what is held.
+//!
+//! Overload (PostgreSQL slow or down) costs detail, never a validation: once the queue is full,
+//! further validations are coalesced — the same license, IP, result code and minute become one
+//! row with a `count` — within a memory bound ([`coalesce`] documents its levels). A batch that
+//! cannot be written goes back to the queue or the coalescer and is written again later, so the
+//! stored counts add up exactly once PostgreSQL is back. Only a row PostgreSQL refuses as such
+//! (a data or constraint error, which no retry can fix) is given up, logged and counted.
+//!
+//! An edge's report batch is stored as one unit in its own transaction, together with its batch
+//! id: a batch sent again (its acknowledgement was lost) is recognised by that id and never
+//! counted twice, whether it was stored one row per report or coalesced. Its caller acknowledges
+//! it only once that transaction committed. Under overload a batch is coalesced on its own (its
+//! reports by license, IP, code and minute); the edge keeps it until then, so its memory at
+//! central is bounded by [`Limits::reports`] — a batch beyond it waits for room.
 //!
 //! Collision detection spans every central instance: a Redis script per license keeps the IPs
 //! seen in the last window and opens an *episode* the first time two or more distinct IPs share
 //! it, so an episode is recorded once, not once per request. Without Redis, each instance falls
 //! back to its own in-memory windows (the protocol's `CollisionWindow`). Past the threshold
 //! (per product, else the global setting; off by default) the license is revoked automatically,
-//! audited, and the revocation streams to the edges like any other change.
+//! audited, and the revocation streams to the edges like any other change. A coalesced row is one
+//! observation of its address (collisions need only the distinct addresses, not how often).
+//!
+//! Metrics: `celaest_recorder_queue_depth` rows waiting (queued, coalesced, in edge batches);
+//! `celaest_recorder_batch_size` rows per committed write and `celaest_recorder_flush_seconds`
+//! its duration; `celaest_recorder_records_total` validations handed over (a resent edge batch
+//! counts again); `celaest_recorder_coalesced_total` validations that joined a coalesced row
+//! (again if their write failed and they were folded back); `celaest_recorder_store_failures_total`
+//! failed writes plus rows given up.
+
+mod coalesce;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     net::IpAddr,
-    time::Duration,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use celaest_protocol::{
@@ -24,19 +50,70 @@ use celaest_protocol::{
     replication::ValidationReport,
 };
 use chrono::{DateTime, Utc};
-use ipnetwork::IpNetwork;
-use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
+pub use self::coalesce::Caps;
+use self::coalesce::Coalescer;
+use super::{
+    service,
+    store::{self, ValidationWrite as Row},
+};
 use crate::{
     audit::{self, Actor, AuditEvent},
     cache::Redis,
 };
 
-const QUEUE_CAPACITY: usize = 100_000;
+const RECORDER_QUEUE_DEPTH: &str = "celaest_recorder_queue_depth";
+const RECORDER_BATCH_SIZE: &str = "celaest_recorder_batch_size";
+const RECORDER_FLUSH_SECONDS: &str = "celaest_recorder_flush_seconds";
+const RECORDER_RECORDS_TOTAL: &str = "celaest_recorder_records_total";
+const RECORDER_COALESCED_TOTAL: &str = "celaest_recorder_coalesced_total";
+const RECORDER_STORE_FAILURES_TOTAL: &str = "celaest_recorder_store_failures_total";
+
+/// Rows written per transaction, at most.
 const BATCH_MAX: usize = 1_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Waits between attempts after a failed write: doubling from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// A flush reports failure after this many failed writes in a row (a shutdown must not wait
+/// for PostgreSQL forever); what is held stays held and is written when it can be.
+const FLUSH_ATTEMPTS: u32 = 3;
+/// How long an edge batch's id is remembered. An edge resends a batch only until it is
+/// acknowledged, from a buffer in its memory: far shorter than this.
+const BATCH_IDS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(7);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How much the recorder holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Validations queued one by one; past it they are coalesced.
+    pub queue: usize,
+    /// The coalescing levels' caps.
+    pub caps: Caps,
+    /// Edge-reported validations held awaiting their write; a batch beyond it waits for room.
+    pub reports: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            queue: 100_000,
+            caps: Caps::default(),
+            reports: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The most rows held waiting to be written: the queue, the coalescer and the edge batches
+    /// (plus the one batch of at most 1,000 rows being written).
+    pub fn max_waiting(&self) -> usize {
+        self.queue + self.caps.max_rows() + self.reports
+    }
+}
 
 /// One validation to store.
 #[derive(Debug, Clone)]
@@ -73,167 +150,622 @@ impl ValidationRecord {
     }
 }
 
-enum Command {
-    Record(Box<ValidationRecord>),
-    Flush(oneshot::Sender<bool>),
+/// What became of an edge's report batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Written now.
+    Stored,
+    /// Its id was written before: a batch sent again, not counted twice.
+    AlreadyStored,
+    /// PostgreSQL refuses its rows (a data or constraint error): not stored, not to acknowledge.
+    Refused,
 }
 
-/// The handle the request path uses: queueing never waits.
-#[derive(Debug, Clone)]
+/// What the recorder holds, for tests and diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Rows waiting: queued, coalesced and in edge batches.
+    pub rows: usize,
+    /// The validations those rows stand for.
+    pub validations: u64,
+    /// The most rows ever waiting at once.
+    pub peak_rows: usize,
+    /// Validations that joined a coalesced row since the start.
+    pub coalesced: u64,
+}
+
+/// The handle the request path uses: recording never waits and never drops.
+#[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Command>,
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("limits", &self.handle.shared.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes the writer once the last handle is gone (it writes what is held, then ends).
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+struct Shared {
+    limits: Limits,
+    pending: Mutex<Pending>,
+    /// Wakes the writer: the queue's first record, a full batch, an edge batch, a flush.
+    wake: Notify,
+    /// Room for edge-reported rows, [`Limits::reports`] permits.
+    report_room: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic elsewhere cannot leave the counts half-updated: every change is one step.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<Row>,
+    coalesced: Coalescer,
+    batches: VecDeque<ReportBatch>,
+    /// Rows in `batches`.
+    batch_rows: usize,
+    flushes: Vec<oneshot::Sender<bool>>,
+    peak_rows: usize,
+    coalesced_total: u64,
+    /// Validations were coalesced or a write failed, and no write succeeded since with the queue
+    /// below capacity: edge batches are coalesced on arrival meanwhile.
+    overloaded: bool,
+    closed: bool,
+    /// The writer ended (its database pool closed): nothing will be written any more.
+    stopped: bool,
+}
+
+impl Pending {
+    fn rows(&self) -> usize {
+        self.queue.len() + self.coalesced.len() + self.batch_rows
+    }
+
+    fn has_rows(&self) -> bool {
+        !self.queue.is_empty() || !self.coalesced.is_empty()
+    }
+
+    /// Queues a row while there is room, else coalesces it.
+    fn push(&mut self, row: Row, queue_max: usize) {
+        if self.queue.len() < queue_max {
+            self.queue.push_back(row);
+        } else {
+            self.coalesce(row);
+        }
+        self.peak_rows = self.peak_rows.max(self.rows());
+    }
+
+    fn coalesce(&mut self, row: Row) {
+        self.overloaded = true;
+        self.coalesced_total = self.coalesced_total.saturating_add(row.count);
+        metrics::counter!(RECORDER_COALESCED_TOTAL).increment(row.count);
+        self.coalesced.add(row);
+    }
+
+    /// Rows whose write failed: back to the front of the queue while it has room (their order
+    /// kept), the rest coalesced.
+    fn put_back(&mut self, rows: Vec<Row>, queue_max: usize) {
+        for row in rows.into_iter().rev() {
+            if self.queue.len() < queue_max {
+                self.queue.push_front(row);
+            } else {
+                self.coalesce(row);
+            }
+        }
+        self.peak_rows = self.peak_rows.max(self.rows());
+    }
+
+    /// Up to [`BATCH_MAX`] rows, the queue's oldest first.
+    fn take_rows(&mut self) -> Vec<Row> {
+        let from_queue = self.queue.len().min(BATCH_MAX);
+        let mut rows: Vec<Row> = self.queue.drain(..from_queue).collect();
+        if rows.len() < BATCH_MAX {
+            rows.extend(self.coalesced.take(BATCH_MAX - rows.len()));
+        }
+        rows
+    }
+
+    fn held(&self) -> Held {
+        let queued: u64 = self.queue.iter().map(|r| r.count).sum();
+        let reported: u64 = self
+            .batches
+            .iter()
+            .flat_map(|b| &b.rows)
+            .map(|r| r.count)
+            .sum();
+        Held {
+            rows: self.rows(),
+            validations: queued + self.coalesced.validations() + reported,
+            peak_rows: self.peak_rows,
+            coalesced: self.coalesced_total,
+        }
+    }
+}
+
+/// An edge's report batch awaiting its write.
+struct ReportBatch {
+    id: Uuid,
+    edge_id: String,
+    reports: usize,
+    rows: Vec<Row>,
+    done: oneshot::Sender<BatchOutcome>,
+    /// Its share of [`Limits::reports`], given back once it is written.
+    _room: OwnedSemaphorePermit,
 }
 
 impl Recorder {
-    /// Starts the writer task (inside a tokio runtime).
+    /// Starts the writer task (inside a tokio runtime) with the default [`Limits`].
     pub fn spawn(db: PgPool, redis: Redis) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        Self::with_limits(db, redis, Limits::default())
+    }
+
+    /// Starts the writer task with the given memory limits.
+    pub fn with_limits(db: PgPool, redis: Redis, limits: Limits) -> Self {
+        let reports = limits.reports.clamp(1, Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            limits,
+            pending: Mutex::new(Pending {
+                coalesced: Coalescer::new(limits.caps),
+                ..Pending::default()
+            }),
+            wake: Notify::new(),
+            report_room: Arc::new(Semaphore::new(reports)),
+        });
         tokio::spawn(
             Writer {
+                shared: shared.clone(),
                 db,
                 redis,
                 local_windows: HashMap::new(),
-                dropped: false,
+                failures: 0,
+                pruned_at: None,
             }
-            .run(rx),
+            .run(),
         );
-        Self { tx }
+        Self {
+            handle: Arc::new(Handle { shared }),
+        }
     }
 
-    /// Queues a record; when the queue is full the record is dropped and logged, never waited on.
+    /// Records a validation: queued, or coalesced when the queue is full. Never waits, never
+    /// drops.
     pub fn record(&self, record: ValidationRecord) {
-        if let Err(e) = self.tx.try_send(Command::Record(Box::new(record))) {
-            tracing::warn!(error = %e, "validation record dropped: the recorder queue is full or stopped");
+        let shared = &self.handle.shared;
+        let mut pending = shared.lock();
+        pending.push(Row::from(record), shared.limits.queue);
+        // The first record starts the writer's batch timer; a full batch is written at once.
+        let wake = matches!(pending.queue.len(), 1 | BATCH_MAX) || pending.coalesced.len() == 1;
+        drop(pending);
+        metrics::counter!(RECORDER_RECORDS_TOTAL).increment(1);
+        if wake {
+            shared.wake.notify_one();
         }
     }
 
-    /// Queues a record, waiting for room rather than dropping it (for edge reports, which are
-    /// acknowledged only once stored).
-    pub async fn record_wait(&self, record: ValidationRecord) {
-        if self
-            .tx
-            .send(Command::Record(Box::new(record)))
+    /// Stores an edge's report batch as one unit and answers once its transaction committed:
+    /// only then may it be acknowledged. `None` when the recorder stopped first.
+    pub async fn record_batch(
+        &self,
+        batch_id: Uuid,
+        edge_id: &str,
+        records: Vec<ValidationRecord>,
+    ) -> Option<BatchOutcome> {
+        let shared = &self.handle.shared;
+        let reports = records.len();
+        metrics::counter!(RECORDER_RECORDS_TOTAL).increment(u64::try_from(reports).ok()?);
+        let overloaded = {
+            let pending = shared.lock();
+            pending.overloaded || pending.batch_rows >= shared.limits.reports / 2
+        };
+        let rows = if overloaded {
+            let rows = coalesce::merge_all(records);
+            let folded = reports - rows.len();
+            metrics::counter!(RECORDER_COALESCED_TOTAL).increment(u64::try_from(folded).ok()?);
+            shared.lock().coalesced_total += u64::try_from(folded).ok()?;
+            rows
+        } else {
+            records.into_iter().map(Row::from).collect()
+        };
+        let permits = rows.len().clamp(1, shared.limits.reports.max(1));
+        let room = shared
+            .report_room
+            .clone()
+            .acquire_many_owned(u32::try_from(permits).ok()?)
             .await
-            .is_err()
+            .ok()?;
+        let (done, outcome) = oneshot::channel();
         {
-            tracing::error!("validation record not queued: the recorder stopped");
+            let mut pending = shared.lock();
+            if pending.stopped {
+                return None;
+            }
+            pending.batch_rows += rows.len();
+            pending.batches.push_back(ReportBatch {
+                id: batch_id,
+                edge_id: edge_id.to_owned(),
+                reports,
+                rows,
+                done,
+                _room: room,
+            });
+            pending.peak_rows = pending.peak_rows.max(pending.rows());
         }
+        shared.wake.notify_one();
+        outcome.await.ok()
     }
 
-    /// Waits until everything queued before this call is written. `false` when some batch since
-    /// the previous flush could not be stored (it was dropped after its retries): a caller that
-    /// acknowledges records to someone else (an edge's reports) must not acknowledge them then.
+    /// Waits until nothing is held, everything written. `false` when writes kept failing
+    /// ([`FLUSH_ATTEMPTS`] in a row) or a row was refused since the previous flush: what is held
+    /// stays held, to be written when PostgreSQL is back.
     pub async fn flush(&self) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Flush(done)).await.is_err() {
-            return false;
+        {
+            let mut pending = self.handle.shared.lock();
+            if pending.stopped {
+                return false;
+            }
+            pending.flushes.push(done);
         }
+        self.handle.shared.wake.notify_one();
         wait.await.unwrap_or(false)
     }
+
+    /// What the recorder holds now.
+    pub fn held(&self) -> Held {
+        self.handle.shared.lock().held()
+    }
+}
+
+enum Work {
+    Rows(Vec<Row>),
+    Batch(ReportBatch),
 }
 
 struct Writer {
+    shared: Arc<Shared>,
     db: PgPool,
     redis: Redis,
     local_windows: HashMap<Uuid, CollisionWindow>,
-    /// A batch was dropped since the last flush was answered.
-    dropped: bool,
+    /// Failed writes in a row.
+    failures: u32,
+    pruned_at: Option<Instant>,
+}
+
+/// A committed write.
+struct Written {
+    outcome: BatchOutcome,
+    /// Rows PostgreSQL refused, left out.
+    given_up: u64,
+}
+
+/// Why a write failed: worth retrying, or refused as such.
+enum WriteError {
+    Transient(sqlx::Error),
+    Refused(sqlx::Error),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        if refused(&e) {
+            Self::Refused(e)
+        } else {
+            Self::Transient(e)
+        }
+    }
+}
+
+/// Class 22 (data exception) and 23 (integrity constraint violation): the rows themselves are
+/// refused. Anything else — connection, pool, lock or statement timeout, shutdown — may pass on
+/// a later attempt.
+fn refused(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut batch: Vec<ValidationRecord> = Vec::new();
-        let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
-        loop {
-            let command = if batch.is_empty() {
-                rx.recv().await
-            } else {
-                match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
-                    Ok(command) => command,
-                    Err(_) => {
-                        self.flush(&mut batch).await;
-                        continue;
-                    }
-                }
+    async fn run(mut self) {
+        let mut refused = false;
+        while let Some(work) = self.next_work().await {
+            let ok = match work {
+                Work::Rows(rows) => self.write_rows(rows).await,
+                Work::Batch(batch) => self.write_batch(batch).await,
             };
-            match command {
-                Some(Command::Record(record)) => {
-                    batch.push(*record);
-                    if batch.len() >= BATCH_MAX {
-                        self.flush(&mut batch).await;
+            refused |= ok == Some(false);
+            if ok.is_none() {
+                self.backoff().await;
+            }
+            let mut pending = self.shared.lock();
+            metrics::gauge!(RECORDER_QUEUE_DEPTH).set(pending.rows() as f64);
+            let settled = pending.rows() == 0 && pending.batches.is_empty();
+            let given_up = self.failures >= FLUSH_ATTEMPTS;
+            if settled || given_up {
+                let stored = settled && !std::mem::take(&mut refused);
+                for done in pending.flushes.drain(..) {
+                    let _ = done.send(stored);
+                }
+            }
+        }
+        let mut pending = self.shared.lock();
+        pending.stopped = true;
+        // Dropping the waiting batches answers their callers: not stored.
+        pending.batches.clear();
+        pending.batch_rows = 0;
+        for done in pending.flushes.drain(..) {
+            let _ = done.send(false);
+        }
+    }
+
+    /// The next thing to write: an edge batch first (its edge waits for the answer), else up to
+    /// [`BATCH_MAX`] rows once a batch is full, [`FLUSH_EVERY`] passed, a flush waits, or the
+    /// queue overflowed. `None` once the recorder is closed and everything written, or the
+    /// database pool closed.
+    async fn next_work(&mut self) -> Option<Work> {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if self.db.is_closed() {
+                return None;
+            }
+            {
+                let mut pending = self.shared.lock();
+                if let Some(batch) = pending.batches.pop_front() {
+                    pending.batch_rows -= batch.rows.len();
+                    return Some(Work::Batch(batch));
+                }
+                let due = pending.queue.len() >= BATCH_MAX
+                    || !pending.coalesced.is_empty()
+                    || !pending.flushes.is_empty()
+                    || pending.closed
+                    || deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+                if pending.has_rows() && due {
+                    let rows = pending.take_rows();
+                    metrics::gauge!(RECORDER_QUEUE_DEPTH).set(pending.rows() as f64);
+                    return Some(Work::Rows(rows));
+                }
+                if !pending.has_rows() {
+                    for done in pending.flushes.drain(..) {
+                        let _ = done.send(true);
+                    }
+                    if pending.closed {
+                        return None;
+                    }
+                    deadline = None;
+                } else if deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + FLUSH_EVERY);
+                }
+            }
+            match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        () = self.shared.wake.notified() => {}
+                        () = tokio::time::sleep_until(at) => {}
                     }
                 }
-                Some(Command::Flush(done)) => {
-                    waiting.push(done);
-                    // Take whatever else is already queued, then store it all.
-                    while let Ok(command) = rx.try_recv() {
-                        match command {
-                            Command::Record(record) => batch.push(*record),
-                            Command::Flush(done) => waiting.push(done),
-                        }
-                    }
-                    self.flush(&mut batch).await;
-                    let stored = !std::mem::take(&mut self.dropped);
-                    for done in waiting.drain(..) {
-                        let _ = done.send(stored);
-                    }
-                }
-                None => {
-                    self.flush(&mut batch).await;
-                    return;
-                }
+                None => self.shared.wake.notified().await,
             }
         }
     }
 
-    /// Stores a batch, retrying a few times; a batch that still fails is logged and dropped so
-    /// one poisoned record cannot stop recording for good.
-    async fn flush(&mut self, batch: &mut Vec<ValidationRecord>) {
-        if batch.is_empty() {
+    async fn backoff(&self) {
+        let doublings = self.failures.saturating_sub(1).min(5);
+        tokio::time::sleep((RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)).await;
+    }
+
+    /// Writes rows of central's own validations. `Some(true)` when written, `Some(false)` when
+    /// some were refused (given up), `None` when the write failed and they are held again.
+    async fn write_rows(&mut self, rows: Vec<Row>) -> Option<bool> {
+        let mut written = self.write(&rows, None, false).await;
+        if let Err(WriteError::Refused(e)) = &written {
+            tracing::warn!(rows = rows.len(), error = %e, "a validation batch was refused; writing it row by row");
+            written = self.write(&rows, None, true).await;
+        }
+        match written {
+            Ok(written) => Some(written.given_up == 0),
+            Err(WriteError::Transient(e)) => {
+                tracing::error!(rows = rows.len(), attempt = self.failures, error = %e, "validations not written; held to write again");
+                let shared = self.shared.clone();
+                shared.lock().put_back(rows, shared.limits.queue);
+                None
+            }
+            Err(WriteError::Refused(e)) => {
+                let count: u64 = rows.iter().map(|r| r.count).sum();
+                tracing::error!(count, error = %e, "validations refused by the database; given up");
+                Some(false)
+            }
+        }
+    }
+
+    /// Writes an edge's batch and answers its caller. A failed write keeps it (coalesced) at the
+    /// head of the batches, to be written again: the edge waits for its acknowledgement.
+    async fn write_batch(&mut self, mut batch: ReportBatch) -> Option<bool> {
+        let unit = Some((batch.id, batch.edge_id.as_str(), batch.reports));
+        let mut written = self.write(&batch.rows, unit, false).await;
+        if let Err(WriteError::Refused(e)) = &written {
+            tracing::warn!(edge_id = %batch.edge_id, batch_id = %batch.id, error = %e, "a report batch was refused; writing it row by row");
+            written = self.write(&batch.rows, unit, true).await;
+        }
+        match written {
+            Ok(written) => {
+                let _ = batch.done.send(written.outcome);
+                Some(written.given_up == 0)
+            }
+            Err(WriteError::Refused(e)) => {
+                tracing::error!(edge_id = %batch.edge_id, batch_id = %batch.id, error = %e, "report batch refused by the database; not acknowledged");
+                let _ = batch.done.send(BatchOutcome::Refused);
+                Some(false)
+            }
+            Err(WriteError::Transient(e)) => {
+                tracing::error!(edge_id = %batch.edge_id, batch_id = %batch.id, attempt = self.failures, error = %e, "report batch not written; held to write again");
+                if batch.done.is_closed() {
+                    // The session ended; the edge sends the batch again on its next one.
+                    return None;
+                }
+                let before = batch.rows.len();
+                batch.rows = coalesce::merge_rows(std::mem::take(&mut batch.rows));
+                let folded = u64::try_from(before - batch.rows.len()).unwrap_or(u64::MAX);
+                metrics::counter!(RECORDER_COALESCED_TOTAL).increment(folded);
+                let mut pending = self.shared.lock();
+                pending.coalesced_total = pending.coalesced_total.saturating_add(folded);
+                pending.batch_rows += batch.rows.len();
+                pending.batches.push_front(batch);
+                None
+            }
+        }
+    }
+
+    /// One transaction: the batch id (for an edge's batch), the rows not written before, the
+    /// counters they add to. Then collision detection over what was new. `row_by_row` isolates
+    /// the rows PostgreSQL refuses (each in a savepoint): they are given up, the others written.
+    async fn write(
+        &mut self,
+        rows: &[Row],
+        batch: Option<(Uuid, &str, usize)>,
+        row_by_row: bool,
+    ) -> Result<Written, WriteError> {
+        let started = Instant::now();
+        let split = split_counts(rows);
+        let rows = split.as_deref().unwrap_or(rows);
+        let mut given_up = 0;
+        let written = async {
+            let mut tx = self.db.begin().await?;
+            if let Some((id, edge_id, reports)) = batch
+                && !store::claim_report_batch(&mut tx, id, edge_id, reports).await?
+            {
+                tx.commit().await?;
+                return Ok::<_, sqlx::Error>(None);
+            }
+            let stored: HashSet<Uuid> = if row_by_row {
+                let mut stored = HashSet::new();
+                for row in rows {
+                    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                    match store::insert_validations(&mut savepoint, std::slice::from_ref(row)).await
+                    {
+                        Ok(ids) => {
+                            savepoint.commit().await?;
+                            stored.extend(ids);
+                        }
+                        Err(e) if refused(&e) => {
+                            savepoint.rollback().await?;
+                            given_up += 1;
+                            tracing::error!(
+                                count = row.count,
+                                code = row.result_code,
+                                "validation refused by the database; given up"
+                            );
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                stored
+            } else {
+                store::insert_validations(&mut tx, rows)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            let fresh: Vec<&Row> = rows.iter().filter(|r| stored.contains(&r.id)).collect();
+            count_usage(&mut tx, &fresh).await?;
+            tx.commit().await?;
+            Ok(Some(fresh))
+        }
+        .await;
+        let fresh = match written {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                metrics::counter!(RECORDER_STORE_FAILURES_TOTAL).increment(1);
+                let e = WriteError::from(e);
+                if matches!(e, WriteError::Transient(_)) {
+                    self.failures += 1;
+                    self.shared.lock().overloaded = true;
+                }
+                return Err(e);
+            }
+        };
+        self.failures = 0;
+        {
+            let mut pending = self.shared.lock();
+            if pending.coalesced.is_empty() && pending.queue.len() < self.shared.limits.queue {
+                pending.overloaded = false;
+            }
+        }
+        if given_up > 0 {
+            metrics::counter!(RECORDER_STORE_FAILURES_TOTAL).increment(given_up);
+        }
+        metrics::histogram!(RECORDER_BATCH_SIZE).record(rows.len() as f64);
+        metrics::histogram!(RECORDER_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        if batch.is_some() {
+            self.prune_batch_ids().await;
+        }
+        let Some(fresh) = fresh else {
+            return Ok(Written {
+                outcome: BatchOutcome::AlreadyStored,
+                given_up,
+            });
+        };
+        self.detect_collisions(&fresh).await;
+        Ok(Written {
+            outcome: BatchOutcome::Stored,
+            given_up,
+        })
+    }
+
+    /// Forgets edge batch ids past [`BATCH_IDS_KEPT`], at most once per [`PRUNE_EVERY`].
+    async fn prune_batch_ids(&mut self) {
+        if self.pruned_at.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
             return;
         }
-        let records = std::mem::take(batch);
-        for attempt in 1..=3u32 {
-            match self.store(&records).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(attempt, records = records.len(), error = ?e, "validation batch not stored");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-            }
+        self.pruned_at = Some(Instant::now());
+        if let Err(e) =
+            store::forget_report_batches_before(&self.db, Utc::now() - BATCH_IDS_KEPT).await
+        {
+            tracing::warn!(error = %e, "old report batch ids not pruned; trying again later");
         }
-        self.dropped = true;
     }
 
-    async fn store(&mut self, records: &[ValidationRecord]) -> anyhow::Result<()> {
-        let stored: HashSet<Uuid> = insert_validations(&self.db, records)
-            .await?
-            .into_iter()
-            .collect();
-        let fresh: Vec<&ValidationRecord> =
-            records.iter().filter(|r| stored.contains(&r.id)).collect();
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        count_usage(&self.db, &fresh).await?;
+    /// Feeds each license's new observations to its window, oldest first (edge reports may
+    /// arrive late or interleaved), and records the episodes that open.
+    async fn detect_collisions(&mut self, fresh: &[&Row]) {
         let mut by_license: HashMap<Uuid, Vec<Observation<'_>>> = HashMap::new();
-        for r in &fresh {
-            if let Some(license) = r.license_id {
+        for r in fresh {
+            if let (Some(license), Some(ip)) = (r.license_id, r.ip) {
                 by_license.entry(license).or_default().push((
-                    r.ip,
+                    ip,
                     r.validated_at,
                     r.answered_by.as_str(),
                 ));
             }
         }
         for (license, mut seen) in by_license {
-            // Oldest first, as the window expects: edge reports may arrive late or interleaved.
             seen.sort_by_key(|(_, at, _)| *at);
-            if let Some(episode) = self.observe(license, &seen).await {
-                record_collision(&self.db, license, &episode).await?;
+            let Some(episode) = self.observe(license, &seen).await else {
+                continue;
+            };
+            if let Err(e) = record_collision(&self.db, license, &episode).await {
+                // The validations are stored; only this episode's record is missing.
+                metrics::counter!(RECORDER_STORE_FAILURES_TOTAL).increment(1);
+                tracing::error!(%license, error = %e, "collision episode not recorded");
             }
         }
-        Ok(())
     }
 
     /// Feeds a license's observations to the shared window; `Some` when a new episode opened.
@@ -348,211 +880,121 @@ async fn observe_in_redis(
     }))
 }
 
-/// Inserts the records not stored yet; returns the ids stored now.
-async fn insert_validations(db: &PgPool, records: &[ValidationRecord]) -> sqlx::Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-    let licenses: Vec<Option<Uuid>> = records.iter().map(|r| r.license_id).collect();
-    let hashes: Vec<Option<Vec<u8>>> = records
-        .iter()
-        .map(|r| r.key_hash.map(|h| h.to_vec()))
-        .collect();
-    let ips: Vec<IpNetwork> = records.iter().map(|r| IpNetwork::from(r.ip)).collect();
-    let devices: Vec<Option<String>> = records.iter().map(|r| r.device_info.clone()).collect();
-    let codes: Vec<&str> = records.iter().map(|r| r.result_code).collect();
-    let valid: Vec<bool> = records.iter().map(|r| r.valid).collect();
-    let by: Vec<&str> = records.iter().map(|r| r.answered_by.as_str()).collect();
-    let regions: Vec<Option<String>> = records.iter().map(|r| r.region.clone()).collect();
-    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.validated_at).collect();
-    sqlx::query_scalar!(
-        r#"INSERT INTO license_validations (id, license_id, key_hash, ip_address, device_info, result_code, valid,
-                                           answered_by, region, validated_at)
-           -- A report about a license deleted meanwhile is kept, without the link.
-           SELECT v.id, CASE WHEN EXISTS (SELECT 1 FROM licenses l WHERE l.id = v.license_id) THEN v.license_id END,
-                  v.key_hash, v.ip, v.device, v.code, v.valid, v.answered_by, v.region, v.validated_at
-           FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::bool[],
-                       $8::text[], $9::text[], $10::timestamptz[]) AS v(id, license_id, key_hash, ip, device, code, valid, answered_by, region, validated_at)
-           ON CONFLICT (id) DO NOTHING
-           RETURNING id"#,
-        &ids,
-        &licenses as &[Option<Uuid>],
-        &hashes as &[Option<Vec<u8>>],
-        &ips,
-        &devices as &[Option<String>],
-        &codes as &[&str],
-        &valid,
-        &by as &[&str],
-        &regions as &[Option<String>],
-        &at
-    )
-    .fetch_all(db)
-    .await
+/// Rows whose count exceeds the column's `integer`, split into several (new ids for the extra
+/// ones); `None` when none does (almost always).
+fn split_counts(rows: &[Row]) -> Option<Vec<Row>> {
+    const MAX: u64 = i32::MAX as u64;
+    if rows.iter().all(|r| r.count <= MAX) {
+        return None;
+    }
+    let mut split = Vec::with_capacity(rows.len() + 1);
+    for row in rows {
+        let mut row = row.clone();
+        while row.count > MAX {
+            split.push(Row {
+                id: Uuid::now_v7(),
+                count: MAX,
+                ..row.clone()
+            });
+            row.count -= MAX;
+        }
+        split.push(row);
+    }
+    Some(split)
 }
 
-/// Counters of licenses, bindings and the daily usage log; the first validation of a license on
-/// a day also writes its `license.validated` audit row (validations are audited in aggregate).
-async fn count_usage(db: &PgPool, records: &[&ValidationRecord]) -> sqlx::Result<()> {
-    #[derive(Default)]
-    struct Day {
-        total: i64,
-        ok: i64,
-        last_ip: Option<IpAddr>,
-        last_at: Option<DateTime<Utc>>,
-    }
-    let mut days: HashMap<(Uuid, chrono::NaiveDate), Day> = HashMap::new();
-    let mut seen_ips: HashMap<(Uuid, IpAddr), (i64, DateTime<Utc>)> = HashMap::new();
-    for r in records {
-        let Some(license) = r.license_id else {
-            continue;
-        };
-        let day = days
-            .entry((license, r.validated_at.date_naive()))
-            .or_default();
-        day.total += 1;
-        day.ok += i64::from(r.valid);
-        if day.last_at.is_none_or(|t| t <= r.validated_at) {
-            day.last_at = Some(r.validated_at);
-            day.last_ip = Some(r.ip);
-        }
-        if r.valid {
-            let ip = seen_ips
-                .entry((license, r.ip))
-                .or_insert((0, r.validated_at));
-            ip.0 += 1;
-            ip.1 = ip.1.max(r.validated_at);
-        }
-    }
-    if days.is_empty() {
-        return Ok(());
-    }
-    let mut tx = db.begin().await?;
-    let (mut l, mut d, mut n, mut ok, mut ip, mut last) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((license, date), day) in &days {
-        l.push(*license);
-        d.push(*date);
-        n.push(day.total);
-        ok.push(day.ok);
-        ip.push(day.last_ip.map(IpNetwork::from));
-        last.push(day.last_at.unwrap_or_else(Utc::now));
-    }
-    sqlx::query!(
-        r#"UPDATE licenses SET validation_count = validation_count + x.n,
-                              last_validated_at = GREATEST(last_validated_at, x.last)
-           FROM (SELECT l, sum(n) AS n, max(last) AS last
-                 FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS t(l, n, last) GROUP BY l) AS x
-           WHERE licenses.id = x.l"#,
-        &l,
-        &n,
-        &last
-    )
-    .execute(&mut *tx)
-    .await?;
-    let (bl, bip, bn, bat): (Vec<Uuid>, Vec<IpNetwork>, Vec<i64>, Vec<DateTime<Utc>>) =
-        seen_ips.iter().fold(
-            (vec![], vec![], vec![], vec![]),
-            |(mut a, mut b, mut c, mut d), ((license, ip), (count, at))| {
-                a.push(*license);
-                b.push(IpNetwork::from(*ip));
-                c.push(*count);
-                d.push(*at);
-                (a, b, c, d)
-            },
-        );
-    sqlx::query!(
-        r#"UPDATE license_ip_bindings b SET validation_count = b.validation_count + x.n,
-                                          last_seen_at = GREATEST(b.last_seen_at, x.at)
-           FROM UNNEST($1::uuid[], $2::inet[], $3::bigint[], $4::timestamptz[]) AS x(l, ip, n, at)
-           WHERE b.license_id = x.l AND b.ip_address = x.ip"#,
-        &bl,
-        &bip,
-        &bn,
-        &bat
-    )
-    .execute(&mut *tx)
-    .await?;
-    let first_of_day = sqlx::query!(
-        r#"INSERT INTO license_usage_log AS u (license_id, usage_date, validation_count, success_count, failure_count, last_ip,
-                                         unique_ip_count)
-           SELECT x.l, x.d, x.n, x.ok, x.n - x.ok, x.ip,
-                  -- Distinct bound IPs seen that day, the bindings' last_seen_at just updated included.
-                  (SELECT count(*) FROM license_ip_bindings b
-                   WHERE b.license_id = x.l AND b.last_seen_at >= x.d::timestamptz AND b.last_seen_at < (x.d + 1)::timestamptz)
-           FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::inet[]) AS x(l, d, n, ok, ip)
-           WHERE EXISTS (SELECT 1 FROM licenses WHERE id = x.l)
-           ON CONFLICT (license_id, usage_date) DO UPDATE
-             SET validation_count = u.validation_count + EXCLUDED.validation_count,
-                 success_count = u.success_count + EXCLUDED.success_count,
-                 failure_count = u.failure_count + EXCLUDED.failure_count,
-                 last_ip = coalesce(EXCLUDED.last_ip, u.last_ip),
-                 unique_ip_count = EXCLUDED.unique_ip_count
-           RETURNING license_id, usage_date, (xmax = 0) AS "first!""#,
-        &l,
-        &d,
-        &n,
-        &ok,
-        &ip as &[Option<IpNetwork>]
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in first_of_day.iter().filter(|r| r.first) {
-        let event = AuditEvent::new("license.validated", "license", row.license_id)
-            .meta("usage_date", row.usage_date)
+/// Counters of licenses, bindings and the daily usage log — a row counting as `count`
+/// validations; the first validation of a license on a day also writes its `license.validated`
+/// audit row (validations are audited in aggregate). A row without a license adds to none; one
+/// without an address (several coalesced) adds to its license but to no binding.
+async fn count_usage(conn: &mut PgConnection, rows: &[&Row]) -> sqlx::Result<()> {
+    let (days, bindings) = usage_of(rows);
+    let first_of_day = store::add_usage(&mut *conn, &days, &bindings).await?;
+    for (license_id, usage_date) in first_of_day {
+        let event = AuditEvent::new("license.validated", "license", license_id)
+            .meta("usage_date", usage_date)
             .meta(
                 "aggregate",
                 "first validation of the day; counts in license_usage_log",
             );
-        audit::record(&mut tx, Actor::System, None, event).await?;
+        audit::record(&mut *conn, Actor::System, None, event).await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
-/// Stores an episode, counts it on the license, and revokes the license past its threshold.
-async fn record_collision(db: &PgPool, license: Uuid, episode: &Episode) -> sqlx::Result<()> {
-    let mut tx = db.begin().await?;
-    let ips: Vec<IpNetwork> = episode.ips.iter().map(|ip| IpNetwork::from(*ip)).collect();
-    let Some(row) = sqlx::query!(
-        r#"WITH counted AS (
-               UPDATE licenses SET collision_count = collision_count + 1 WHERE id = $1
-               RETURNING id, product_id, status, collision_count)
-           SELECT c.status, c.collision_count, p.collision_threshold AS product_threshold,
-                  (SELECT value FROM system_config WHERE key = 'licensing.collision_threshold') AS global_threshold,
-                  (SELECT value FROM system_config WHERE key = 'licensing.auto_revoke_on_collision') AS global_auto_revoke
-           FROM counted c JOIN products p ON p.id = c.product_id"#,
-        license
+/// What rows add to each license's day and each bound address (successful validations only).
+fn usage_of(rows: &[&Row]) -> (Vec<store::DayUsage>, Vec<store::BindingUsage>) {
+    let mut days: HashMap<(Uuid, chrono::NaiveDate), store::DayUsage> = HashMap::new();
+    let mut bindings: HashMap<(Uuid, IpAddr), store::BindingUsage> = HashMap::new();
+    for r in rows {
+        let Some(license_id) = r.license_id else {
+            continue;
+        };
+        let count = i64::try_from(r.count).unwrap_or(i64::MAX);
+        let date = r.validated_at.date_naive();
+        let day = days
+            .entry((license_id, date))
+            .or_insert_with(|| store::DayUsage {
+                license_id,
+                date,
+                validations: 0,
+                successes: 0,
+                last_ip: None,
+                last_at: r.validated_at,
+            });
+        day.validations += count;
+        if r.valid {
+            day.successes += count;
+        }
+        if day.last_at <= r.validated_at {
+            day.last_at = r.validated_at;
+            day.last_ip = r.ip.or(day.last_ip);
+        }
+        if let (true, Some(ip)) = (r.valid, r.ip) {
+            let binding = bindings
+                .entry((license_id, ip))
+                .or_insert_with(|| store::BindingUsage {
+                    license_id,
+                    ip,
+                    validations: 0,
+                    last_at: r.validated_at,
+                });
+            binding.validations += count;
+            binding.last_at = binding.last_at.max(r.validated_at);
+        }
+    }
+    (
+        days.into_values().collect(),
+        bindings.into_values().collect(),
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+}
+
+/// Stores an episode, counts it on the license, and revokes the license past its threshold —
+/// through the licensing service, as an administrator's revocation: the outbox row that carries
+/// it to the edges and its audit row, by the system.
+async fn record_collision(
+    db: &PgPool,
+    license: Uuid,
+    episode: &Episode,
+) -> crate::http::Result<()> {
+    let mut tx = db.begin().await?;
+    let Some(counted) = store::count_collision(&mut tx, license).await? else {
         return Ok(()); // deleted meanwhile
     };
-    let threshold = row.product_threshold.map(i64::from).or_else(|| {
-        let on = row
-            .global_auto_revoke
-            .as_ref()
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        on.then(|| {
-            row.global_threshold
-                .as_ref()
-                .and_then(serde_json::Value::as_i64)
-        })
-        .flatten()
-    });
-    let revoke =
-        row.status == "active" && threshold.is_some_and(|t| i64::from(row.collision_count) > t);
-    sqlx::query!(
-        r#"INSERT INTO license_collisions (license_id, ip_addresses, ip_count, window_start, window_end, detected_by,
-                                          auto_revoked)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
-        license,
-        &ips,
-        i32::try_from(ips.len()).unwrap_or(i32::MAX),
-        episode.window_start,
-        episode.window_end,
-        episode.detected_by,
-        revoke
+    let threshold = revocation_threshold(&counted);
+    let revoke = counted.status == "active"
+        && threshold.is_some_and(|t| i64::from(counted.collision_count) > t);
+    store::insert_collision(
+        &mut tx,
+        &store::NewCollision {
+            license_id: license,
+            ips: &episode.ips,
+            window_start: episode.window_start,
+            window_end: episode.window_end,
+            detected_by: &episode.detected_by,
+            auto_revoked: revoke,
+        },
     )
-    .execute(&mut *tx)
     .await?;
     let event = AuditEvent::new("license.collision_detected", "license", license)
         .meta(
@@ -563,28 +1005,120 @@ async fn record_collision(db: &PgPool, license: Uuid, episode: &Episode) -> sqlx
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
         )
-        .meta("collision_count", row.collision_count);
+        .meta("collision_count", counted.collision_count);
     audit::record(&mut tx, Actor::System, None, event).await?;
     if revoke {
         let reason = format!(
             "automatic: {} collisions (threshold {})",
-            row.collision_count,
+            counted.collision_count,
             threshold.unwrap_or(0)
         );
-        sqlx::query!(
-            "UPDATE licenses SET status = 'revoked', revoked_at = now(), revoked_reason = $2 WHERE id = $1",
-            license,
-            reason
-        )
-        .execute(&mut *tx)
-        .await?;
-        super::store::replicate(&mut tx, license).await?;
-        let event = AuditEvent::new("license.revoked", "license", license)
-            .change("status", &"active", &"revoked")
-            .meta("reason", &reason)
-            .meta("automatic", true);
-        audit::record(&mut tx, Actor::System, None, event).await?;
-        tracing::warn!(%license, collisions = row.collision_count, "license revoked automatically for collisions");
+        service::revoke_automatically(&mut tx, license, reason).await?;
+        tracing::warn!(%license, collisions = counted.collision_count, "license revoked automatically for collisions");
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Past how many collisions a license is revoked: its product's threshold, else the global one
+/// while `licensing.auto_revoke_on_collision` is on; `None` never.
+fn revocation_threshold(counted: &store::CollisionCount) -> Option<i64> {
+    counted.product_threshold.map(i64::from).or_else(|| {
+        let on = counted
+            .global_auto_revoke
+            .as_ref()
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        on.then(|| {
+            counted
+                .global_threshold
+                .as_ref()
+                .and_then(serde_json::Value::as_i64)
+        })
+        .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn counted(
+        product: Option<i32>,
+        global: Option<i64>,
+        auto: Option<bool>,
+    ) -> store::CollisionCount {
+        store::CollisionCount {
+            status: "active".to_owned(),
+            collision_count: 3,
+            product_threshold: product,
+            global_threshold: global.map(|t| json!(t)),
+            global_auto_revoke: auto.map(|on| json!(on)),
+        }
+    }
+
+    #[test]
+    fn the_products_threshold_wins_and_the_global_one_applies_only_when_switched_on() {
+        assert_eq!(
+            revocation_threshold(&counted(Some(5), Some(1), Some(true))),
+            Some(5)
+        );
+        assert_eq!(
+            revocation_threshold(&counted(None, Some(2), Some(true))),
+            Some(2)
+        );
+        assert_eq!(
+            revocation_threshold(&counted(None, Some(2), Some(false))),
+            None
+        );
+        assert_eq!(revocation_threshold(&counted(None, Some(2), None)), None);
+        assert_eq!(revocation_threshold(&counted(None, None, Some(true))), None);
+    }
+
+    fn row(license: Option<u128>, ip: Option<u8>, valid: bool, count: u64, minute: i64) -> Row {
+        Row {
+            id: Uuid::now_v7(),
+            license_id: license.map(Uuid::from_u128),
+            key_hash: None,
+            ip: ip.map(|n| IpAddr::from([192, 0, 2, n])),
+            device_info: None,
+            result_code: if valid { "VALID" } else { "LICENSE_EXPIRED" },
+            valid,
+            answered_by: "central".to_owned(),
+            region: None,
+            validated_at: DateTime::from_timestamp(1_790_000_000 + minute * 60, 0).unwrap(),
+            count,
+        }
+    }
+
+    #[test]
+    fn a_coalesced_row_counts_as_its_count_on_the_license_and_the_binding() {
+        let rows = [
+            row(Some(1), Some(1), true, 40, 0),
+            row(Some(1), Some(1), true, 2, 1),
+            row(Some(1), None, true, 7, 2),
+            row(Some(1), Some(2), false, 5, 3),
+            row(None, Some(1), false, 100, 0),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let (days, bindings) = usage_of(&refs);
+        assert_eq!(
+            days.len(),
+            1,
+            "one license, one day; no license counts on none"
+        );
+        let day = &days[0];
+        assert_eq!((day.validations, day.successes), (54, 49));
+        assert_eq!(day.last_at, rows[3].validated_at);
+        assert_eq!(day.last_ip, rows[3].ip);
+        // Only successful validations from a known address reach a binding.
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(
+            (bindings[0].ip, bindings[0].validations),
+            (rows[0].ip.unwrap(), 42)
+        );
+        assert_eq!(bindings[0].last_at, rows[1].validated_at);
+    }
 }

@@ -7,6 +7,7 @@ use celaest_protocol::{LicenseKey, ProductCode, license_key::redact, replication
 use chrono::{Duration, Utc};
 use ring::rand::SystemRandom;
 use serde_json::json;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
@@ -15,7 +16,7 @@ use super::{
     validate::Licensing,
 };
 use crate::{
-    audit::{self, AuditEvent, RequestMeta},
+    audit::{self, Actor, AuditEvent, RequestMeta},
     auth::principal::{Principal, Role},
     http::{Error, ErrorCode, Result, ResultExt, validate::FieldProblem},
     state::AppState,
@@ -145,17 +146,50 @@ async fn change(
         .await?
         .ok_or_else(Error::not_found)?;
     principal.ensure(principal.manages_catalogue())?;
+    let saved = apply(
+        &mut tx,
+        Changed {
+            actor: principal.into(),
+            meta: Some(meta),
+            action,
+            automatic: false,
+        },
+        before,
+        change,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(saved)
+}
+
+/// Who changes a license, how, and why.
+struct Changed<'a> {
+    actor: Actor,
+    meta: Option<&'a RequestMeta>,
+    action: &'static str,
+    /// The system acting on its own rule (collisions), not on a request.
+    automatic: bool,
+}
+
+/// Writes `before` (locked in `conn`) as `change` makes it, its outbox row and its audit row.
+async fn apply(
+    conn: &mut PgConnection,
+    changed: Changed<'_>,
+    before: License,
+    change: impl FnOnce(&mut License) -> Result<()>,
+) -> Result<License> {
+    let id = before.id;
     let mut after = before.clone();
     change(&mut after)?;
-    store::update(&mut tx, &after)
+    store::update(conn, &after)
         .await
         .on_constraint("licenses_user_id_fkey", field_not_found("user_id"))
         .on_constraint(
             "licenses_organization_id_fkey",
             field_not_found("organization_id"),
         )?;
-    store::replicate(&mut tx, id).await?;
-    let event = AuditEvent::new(action, "license", id)
+    store::replicate(conn, id).await?;
+    let mut event = AuditEvent::new(changed.action, "license", id)
         .change("status", &before.status, &after.status)
         .change("max_ips", &before.max_ips, &after.max_ips)
         .change("expires_at", &before.expires_at, &after.expires_at)
@@ -176,12 +210,13 @@ async fn change(
             &before.suspended_reason,
             &after.suspended_reason,
         );
-    audit::record(&mut tx, principal.into(), Some(meta), event).await?;
-    let saved = store::get(&mut tx, id, LicenseVisibility::Everyone, false)
+    if changed.automatic {
+        event = event.meta("automatic", true);
+    }
+    audit::record(conn, changed.actor, changed.meta, event).await?;
+    store::get(conn, id, LicenseVisibility::Everyone, false)
         .await?
-        .ok_or_else(Error::not_found)?;
-    tx.commit().await?;
-    Ok(saved)
+        .ok_or_else(Error::not_found)
 }
 
 pub async fn update(
@@ -269,18 +304,49 @@ pub async fn revoke(
     meta: &RequestMeta,
 ) -> Result<License> {
     change(state, principal, id, meta, "license.revoked", |l| {
-        if l.status == "revoked" {
-            return Err(Error::with_details(
-                ErrorCode::InvalidLicenseState,
-                json!({ "status": l.status }),
-            ));
-        }
-        l.status = "revoked".into();
-        l.revoked_at = Some(Utc::now());
-        l.revoked_reason = Some(reason);
-        Ok(())
+        revoked(l, reason)
     })
     .await
+}
+
+/// Revokes a license by the system's own rule (past its collision threshold), inside the
+/// caller's transaction, exactly as an administrator's revocation: its outbox row carries it to
+/// the edges, its audit row says it was automatic. Only an active license is revoked this way:
+/// `None` when it is gone or no longer active.
+pub async fn revoke_automatically(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: String,
+) -> Result<Option<License>> {
+    let Some(before) = store::get(conn, id, LicenseVisibility::Everyone, true).await? else {
+        return Ok(None);
+    };
+    if before.status != "active" {
+        return Ok(None);
+    }
+    let changed = Changed {
+        actor: Actor::System,
+        meta: None,
+        action: "license.revoked",
+        automatic: true,
+    };
+    apply(conn, changed, before, |l| revoked(l, reason))
+        .await
+        .map(Some)
+}
+
+/// The revocation rule: any license not revoked yet.
+fn revoked(l: &mut License, reason: String) -> Result<()> {
+    if l.status == "revoked" {
+        return Err(Error::with_details(
+            ErrorCode::InvalidLicenseState,
+            json!({ "status": l.status }),
+        ));
+    }
+    l.status = "revoked".into();
+    l.revoked_at = Some(Utc::now());
+    l.revoked_reason = Some(reason);
+    Ok(())
 }
 
 pub async fn reactivate(

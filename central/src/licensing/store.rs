@@ -251,7 +251,7 @@ pub async fn validations(
     let total = count.build_query_scalar::<i64>().fetch_one(db).await?;
     let mut rows = QueryBuilder::new(
         "SELECT v.id, host(v.ip_address) AS ip_address, v.device_info, v.result_code, v.valid, v.answered_by, v.region, \
-         v.validated_at FROM license_validations v",
+         v.validated_at, v.count FROM license_validations v",
     );
     apply(&mut rows);
     list.push_order_and_page(&mut rows, "v.id");
@@ -381,5 +381,266 @@ pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM licenses WHERE id = $1", id)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// A row of `license_validations`: `count` validations sharing these fields (one, or several
+/// the recorder coalesced under overload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationWrite {
+    /// The first validation's id: the row is written once however often it is given.
+    pub id: Uuid,
+    pub license_id: Option<Uuid>,
+    pub key_hash: Option<[u8; 32]>,
+    /// `None` when the validations came from several addresses.
+    pub ip: Option<IpAddr>,
+    pub device_info: Option<String>,
+    pub result_code: &'static str,
+    pub valid: bool,
+    pub answered_by: String,
+    pub region: Option<String>,
+    /// The latest validation's time.
+    pub validated_at: DateTime<Utc>,
+    pub count: u64,
+}
+
+/// Records an edge batch's id; `false` when it was recorded before (the batch was sent again).
+pub async fn claim_report_batch(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    edge_id: &str,
+    reports: usize,
+) -> sqlx::Result<bool> {
+    let claimed = sqlx::query_scalar!(
+        r#"INSERT INTO replication_report_batches (batch_id, edge_id, report_count) VALUES ($1, $2, $3)
+           ON CONFLICT (batch_id) DO NOTHING
+           RETURNING batch_id"#,
+        batch_id,
+        edge_id,
+        i32::try_from(reports).unwrap_or(i32::MAX)
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Forgets the edge batch ids stored before `before`.
+pub async fn forget_report_batches_before(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let deleted = sqlx::query!(
+        "DELETE FROM replication_report_batches WHERE stored_at < $1",
+        before
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Inserts the rows not stored yet; returns the ids stored now.
+pub async fn insert_validations(
+    conn: &mut PgConnection,
+    rows: &[ValidationWrite],
+) -> sqlx::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let licenses: Vec<Option<Uuid>> = rows.iter().map(|r| r.license_id).collect();
+    let hashes: Vec<Option<Vec<u8>>> = rows
+        .iter()
+        .map(|r| r.key_hash.map(|h| h.to_vec()))
+        .collect();
+    let ips: Vec<Option<IpNetwork>> = rows.iter().map(|r| r.ip.map(IpNetwork::from)).collect();
+    let devices: Vec<Option<String>> = rows.iter().map(|r| r.device_info.clone()).collect();
+    let codes: Vec<&str> = rows.iter().map(|r| r.result_code).collect();
+    let valid: Vec<bool> = rows.iter().map(|r| r.valid).collect();
+    let by: Vec<&str> = rows.iter().map(|r| r.answered_by.as_str()).collect();
+    let regions: Vec<Option<String>> = rows.iter().map(|r| r.region.clone()).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.validated_at).collect();
+    let counts: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.count).unwrap_or(i32::MAX))
+        .collect();
+    sqlx::query_scalar!(
+        r#"INSERT INTO license_validations (id, license_id, key_hash, ip_address, device_info, result_code, valid,
+                                           answered_by, region, validated_at, count)
+           -- A report about a license deleted meanwhile is kept, without the link.
+           SELECT v.id, CASE WHEN EXISTS (SELECT 1 FROM licenses l WHERE l.id = v.license_id) THEN v.license_id END,
+                  v.key_hash, v.ip, v.device, v.code, v.valid, v.answered_by, v.region, v.validated_at, v.count
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::bool[],
+                       $8::text[], $9::text[], $10::timestamptz[], $11::int[])
+                AS v(id, license_id, key_hash, ip, device, code, valid, answered_by, region, validated_at, count)
+           ON CONFLICT (id) DO NOTHING
+           RETURNING id"#,
+        &ids,
+        &licenses as &[Option<Uuid>],
+        &hashes as &[Option<Vec<u8>>],
+        &ips as &[Option<IpNetwork>],
+        &devices as &[Option<String>],
+        &codes as &[&str],
+        &valid,
+        &by as &[&str],
+        &regions as &[Option<String>],
+        &at,
+        &counts
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// One license's validations on one day, to add to its counters and its usage log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayUsage {
+    pub license_id: Uuid,
+    pub date: NaiveDate,
+    pub validations: i64,
+    pub successes: i64,
+    pub last_ip: Option<IpAddr>,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Successful validations from one address of a license, for its binding's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingUsage {
+    pub license_id: Uuid,
+    pub ip: IpAddr,
+    pub validations: i64,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Adds validations to the licenses', bindings' and daily usage counters. Returns the license
+/// days counted for the first time (their first validation of the day).
+pub async fn add_usage(
+    conn: &mut PgConnection,
+    days: &[DayUsage],
+    bindings: &[BindingUsage],
+) -> sqlx::Result<Vec<(Uuid, NaiveDate)>> {
+    if days.is_empty() {
+        return Ok(Vec::new());
+    }
+    let l: Vec<Uuid> = days.iter().map(|d| d.license_id).collect();
+    let d: Vec<NaiveDate> = days.iter().map(|d| d.date).collect();
+    let n: Vec<i64> = days.iter().map(|d| d.validations).collect();
+    let ok: Vec<i64> = days.iter().map(|d| d.successes).collect();
+    let ip: Vec<Option<IpNetwork>> = days
+        .iter()
+        .map(|d| d.last_ip.map(IpNetwork::from))
+        .collect();
+    let last: Vec<DateTime<Utc>> = days.iter().map(|d| d.last_at).collect();
+    sqlx::query!(
+        r#"UPDATE licenses SET validation_count = validation_count + x.n,
+                              last_validated_at = GREATEST(last_validated_at, x.last)
+           FROM (SELECT l, sum(n) AS n, max(last) AS last
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS t(l, n, last) GROUP BY l) AS x
+           WHERE licenses.id = x.l"#,
+        &l,
+        &n,
+        &last
+    )
+    .execute(&mut *conn)
+    .await?;
+    let bl: Vec<Uuid> = bindings.iter().map(|b| b.license_id).collect();
+    let bip: Vec<IpNetwork> = bindings.iter().map(|b| IpNetwork::from(b.ip)).collect();
+    let bn: Vec<i64> = bindings.iter().map(|b| b.validations).collect();
+    let bat: Vec<DateTime<Utc>> = bindings.iter().map(|b| b.last_at).collect();
+    sqlx::query!(
+        r#"UPDATE license_ip_bindings b SET validation_count = b.validation_count + x.n,
+                                          last_seen_at = GREATEST(b.last_seen_at, x.at)
+           FROM UNNEST($1::uuid[], $2::inet[], $3::bigint[], $4::timestamptz[]) AS x(l, ip, n, at)
+           WHERE b.license_id = x.l AND b.ip_address = x.ip"#,
+        &bl,
+        &bip,
+        &bn,
+        &bat
+    )
+    .execute(&mut *conn)
+    .await?;
+    let counted = sqlx::query!(
+        r#"INSERT INTO license_usage_log AS u (license_id, usage_date, validation_count, success_count, failure_count, last_ip,
+                                         unique_ip_count)
+           SELECT x.l, x.d, x.n, x.ok, x.n - x.ok, x.ip,
+                  -- Distinct bound IPs seen that day, the bindings' last_seen_at just updated included.
+                  (SELECT count(*) FROM license_ip_bindings b
+                   WHERE b.license_id = x.l AND b.last_seen_at >= x.d::timestamptz AND b.last_seen_at < (x.d + 1)::timestamptz)
+           FROM UNNEST($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::inet[]) AS x(l, d, n, ok, ip)
+           WHERE EXISTS (SELECT 1 FROM licenses WHERE id = x.l)
+           ON CONFLICT (license_id, usage_date) DO UPDATE
+             SET validation_count = u.validation_count + EXCLUDED.validation_count,
+                 success_count = u.success_count + EXCLUDED.success_count,
+                 failure_count = u.failure_count + EXCLUDED.failure_count,
+                 last_ip = coalesce(EXCLUDED.last_ip, u.last_ip),
+                 unique_ip_count = EXCLUDED.unique_ip_count
+           RETURNING license_id, usage_date, (xmax = 0) AS "first!""#,
+        &l,
+        &d,
+        &n,
+        &ok,
+        &ip as &[Option<IpNetwork>]
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(counted
+        .into_iter()
+        .filter(|r| r.first)
+        .map(|r| (r.license_id, r.usage_date))
+        .collect())
+}
+
+/// A license's collision count just incremented, and what decides its automatic revocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollisionCount {
+    pub status: String,
+    pub collision_count: i32,
+    /// The product's threshold, which wins over the global settings.
+    pub product_threshold: Option<i32>,
+    /// `licensing.collision_threshold`.
+    pub global_threshold: Option<serde_json::Value>,
+    /// `licensing.auto_revoke_on_collision`.
+    pub global_auto_revoke: Option<serde_json::Value>,
+}
+
+/// Counts one more collision episode on a license (locking its row); `None` when it is gone.
+pub async fn count_collision(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+) -> sqlx::Result<Option<CollisionCount>> {
+    sqlx::query_as!(
+        CollisionCount,
+        r#"WITH counted AS (
+               UPDATE licenses SET collision_count = collision_count + 1 WHERE id = $1
+               RETURNING id, product_id, status, collision_count)
+           SELECT c.status, c.collision_count, p.collision_threshold AS product_threshold,
+                  (SELECT value FROM system_config WHERE key = 'licensing.collision_threshold') AS global_threshold,
+                  (SELECT value FROM system_config WHERE key = 'licensing.auto_revoke_on_collision') AS global_auto_revoke
+           FROM counted c JOIN products p ON p.id = c.product_id"#,
+        license_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A collision episode to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCollision<'a> {
+    pub license_id: Uuid,
+    pub ips: &'a [IpAddr],
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub detected_by: &'a str,
+    pub auto_revoked: bool,
+}
+
+pub async fn insert_collision(conn: &mut PgConnection, c: &NewCollision<'_>) -> sqlx::Result<()> {
+    let ips: Vec<IpNetwork> = c.ips.iter().map(|ip| IpNetwork::from(*ip)).collect();
+    sqlx::query!(
+        r#"INSERT INTO license_collisions (license_id, ip_addresses, ip_count, window_start, window_end, detected_by,
+                                          auto_revoked)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+        c.license_id,
+        &ips,
+        i32::try_from(ips.len()).unwrap_or(i32::MAX),
+        c.window_start,
+        c.window_end,
+        c.detected_by,
+        c.auto_revoked
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -21,7 +21,10 @@ use uuid::Uuid;
 use super::{certs, store};
 use crate::{
     config::ReplicationConfig,
-    licensing::{self, recorder::ValidationRecord},
+    licensing::{
+        self,
+        recorder::{BatchOutcome, ValidationRecord},
+    },
     state::AppState,
 };
 
@@ -340,7 +343,9 @@ async fn serve_edge(
     Ok(())
 }
 
-/// Records a report batch, then acknowledges it (the edge keeps it until then).
+/// Records a report batch, then acknowledges it (the edge keeps it until then). The recorder
+/// stores the batch in one transaction with its id, so a batch sent again is acknowledged without
+/// being counted twice; a batch not stored is not acknowledged and the edge sends it again.
 async fn store_reports(
     state: &AppState,
     edge_id: &str,
@@ -350,16 +355,29 @@ async fn store_reports(
     out: &mpsc::Sender<CentralFrame>,
 ) -> anyhow::Result<()> {
     let count = i64::try_from(reports.len())?;
-    for report in reports {
-        let record = ValidationRecord::from_report(report, edge_id, Some(region));
-        state.licensing.recorder.record_wait(record).await;
+    let records = reports
+        .into_iter()
+        .map(|report| ValidationRecord::from_report(report, edge_id, Some(region)))
+        .collect();
+    match state
+        .licensing
+        .recorder
+        .record_batch(batch_id, edge_id, records)
+        .await
+    {
+        Some(BatchOutcome::Stored) => {
+            // A statistic: its failure must not hold back the acknowledgement of stored reports.
+            if let Err(e) = store::edge_progress(&state.db, edge_id, 0, count).await {
+                tracing::warn!(%edge_id, error = %e, "reports stored but not counted on the edge");
+            }
+        }
+        Some(BatchOutcome::AlreadyStored) => {
+            tracing::debug!(%edge_id, %batch_id, "report batch sent again; stored before");
+        }
+        Some(BatchOutcome::Refused) | None => {
+            anyhow::bail!("the report batch could not be stored")
+        }
     }
-    // Acknowledge only what is stored: otherwise the edge keeps the batch and sends it again.
-    anyhow::ensure!(
-        state.licensing.recorder.flush().await,
-        "the report batch could not be stored"
-    );
-    store::edge_progress(&state.db, edge_id, 0, count).await?;
     out.send(CentralFrame::ReportsAck { batch_id }).await?;
     Ok(())
 }

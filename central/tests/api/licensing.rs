@@ -503,6 +503,23 @@ async fn past_the_products_threshold_a_license_is_revoked_automatically(db: PgPo
         actions.contains(&"license.revoked".to_owned()),
         "{actions:?}"
     );
+    // The same revocation an administrator makes, by the system and said to be automatic.
+    let (actor, changes, metadata): (String, Value, Value) = sqlx::query_as(
+        "SELECT actor_type, changes, metadata FROM audit_logs WHERE entity_id = $1 AND action = 'license.revoked'",
+    )
+    .bind(id.to_string())
+    .fetch_one(&f.id.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "system");
+    assert_eq!(changes["status"], json!(["active", "revoked"]));
+    assert!(
+        changes["revoked_reason"][1]
+            .as_str()
+            .is_some_and(|r| r.starts_with("automatic: 2 collisions")),
+        "{changes}"
+    );
+    assert_eq!(metadata["automatic"], true);
     let outbox: Vec<String> = sqlx::query_scalar(
         "SELECT payload->>'status' FROM replication_log WHERE entity_id = $1 ORDER BY seq",
     )
@@ -1067,7 +1084,7 @@ async fn after_a_key_rotation_the_previous_key_is_still_published(db: PgPool) {
 }
 
 #[tokio::test]
-async fn a_flush_says_when_records_could_not_be_stored() {
+async fn a_flush_says_when_records_could_not_be_stored_and_keeps_them() {
     use celaest_central::{cache::Redis, licensing::recorder::Recorder};
     let config = crate::helpers::test_config(&[]);
     let unreachable = sqlx::postgres::PgPoolOptions::new()
@@ -1078,12 +1095,10 @@ async fn a_flush_says_when_records_could_not_be_stored() {
     recorder.record(record(Uuid::now_v7(), "203.0.113.1", 0));
     assert!(
         !recorder.flush().await,
-        "a dropped batch must not be reported stored"
+        "an unwritten record must not be reported stored"
     );
-    assert!(
-        recorder.flush().await,
-        "nothing was dropped since the last flush"
-    );
+    assert_eq!(recorder.held().validations, 1, "held, not dropped");
+    assert!(!recorder.flush().await, "still not stored");
 }
 
 #[sqlx::test(migrator = "celaest_central::db::MIGRATOR")]

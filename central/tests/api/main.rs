@@ -18,6 +18,7 @@ mod http_standards;
 mod licensing;
 mod lists;
 mod permissions;
+mod recorder;
 mod replication;
 mod schema;
 mod shutdown;

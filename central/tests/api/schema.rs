@@ -66,6 +66,7 @@ async fn migrations_create_every_table_of_the_spec(db: PgPool) {
             "edges",
             "organization_members",
             "replication_log",
+            "replication_report_batches",
             "replication_state"
         ],
         "unexpected tables"
