@@ -32,7 +32,7 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("celaest-central/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let auth = Arc::new(AuthService::new(&config, http.clone()));
+        let auth = Arc::new(AuthService::new(&config, http.clone())?);
         let licensing = Arc::new(Licensing::new(
             &config.licensing,
             db.clone(),
