@@ -141,6 +141,8 @@ async fn run_on(
         .licenses
         .split_at(seeded.licenses.len() - opts.revocations);
 
+    // reqwest is built without a TLS crypto provider of its own: ring becomes the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;

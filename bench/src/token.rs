@@ -16,7 +16,7 @@ pub fn for_role(role: &str) -> anyhow::Result<String> {
         "email": format!("{role}-{user}@bench.test"), "role": "authenticated",
         "session_id": uuid::Uuid::new_v4(), "app_metadata": {"role": role},
     });
-    let key = jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes());
+    let key = jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes())?;
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

@@ -46,7 +46,8 @@ impl Redis {
     pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
         let mut info = config.url.expose_secret().into_connection_info()?;
         if let Some(password) = config.password.as_ref().map(SecretString::expose_secret) {
-            info.redis.password = Some(password.to_owned());
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
         }
         Ok(Self {
             inner: Arc::new(RedisInner {
@@ -71,10 +72,7 @@ impl Redis {
         }
         let failed_at = || self.inner.failed_at.lock().map(|at| *at).unwrap_or(None);
         let unreachable = || {
-            redis::RedisError::from((
-                redis::ErrorKind::IoError,
-                "redis unreachable (retrying shortly)",
-            ))
+            redis::RedisError::from((redis::ErrorKind::Io, "redis unreachable (retrying shortly)"))
         };
         let _connecting = match self.inner.connecting.try_lock() {
             Ok(guard) => guard,
@@ -90,8 +88,8 @@ impl Redis {
             return Err(unreachable());
         }
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1);
         match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
             Ok(manager) => {

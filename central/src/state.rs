@@ -24,11 +24,15 @@ impl AppState {
     /// Builds the state from configuration and an already-opened pool.
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let redis = Redis::new(&config.redis)?;
+        // reqwest is built without a TLS crypto provider of its own (its default would compile
+        // aws-lc, a C library): ring, which rustls and quinn already use here, becomes the process
+        // default. An error only means a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("celaest-central/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let auth = Arc::new(AuthService::new(&config, http.clone()));
+        let auth = Arc::new(AuthService::new(&config, http.clone())?);
         let licensing = Arc::new(Licensing::new(
             &config.licensing,
             db.clone(),

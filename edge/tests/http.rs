@@ -31,6 +31,8 @@ async fn spawn_edge() -> Edge {
             let _ = stopped.await;
         },
     ));
+    // reqwest is built without a TLS crypto provider of its own: ring becomes the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Edge {
         base,
         client: reqwest::Client::new(),

@@ -226,7 +226,7 @@ async fn answers_are_signed_with_the_key_central_publishes() {
 #[tokio::test]
 async fn malformed_input_gets_centrals_errors() {
     let (_, base, _stop) = edge_with(config(&[]), vec![]).await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let url = format!("{base}/api/licenses/validate");
 
     let broken = common::into_answer(

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
@@ -172,7 +172,8 @@ impl ChecksumKey {
         if secret.len() < Self::MIN_LEN {
             return Err(ChecksumKeyTooShort);
         }
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| ChecksumKeyTooShort)?;
+        let mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| ChecksumKeyTooShort)?;
         Ok(Self { mac })
     }
 

@@ -158,7 +158,7 @@ impl CentralProcess {
     }
 
     async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = http_client();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(response) = client
@@ -225,7 +225,7 @@ pub fn token_for(role: &str) -> anyhow::Result<String> {
         "email": format!("{role}-{}@e2e.test", uuid::Uuid::new_v4()), "role": "authenticated",
         "session_id": uuid::Uuid::new_v4(), "app_metadata": {"role": role},
     });
-    let key = jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes());
+    let key = jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes())?;
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -308,9 +308,16 @@ impl Drop for EdgeProcess {
     }
 }
 
+/// A plain HTTP client. reqwest is built without a TLS crypto provider of its own, so ring (the
+/// one rustls and quinn use in the binaries) is installed as the process default first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Polls `url` until it answers `status`.
 pub async fn wait_for_status(url: &str, status: u16, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = http_client();
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(response) = client.get(url).send().await

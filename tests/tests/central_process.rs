@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use celaest_tests::{CentralProcess, drop_database, free_port, fresh_database_url};
+use celaest_tests::{CentralProcess, drop_database, free_port, fresh_database_url, http_client};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -51,7 +51,7 @@ async fn central_migrates_seeds_serves_and_stops_on_sigterm() -> anyhow::Result<
 
     // `serve --with-workers` becomes ready and runs its workers.
     let mut central = CentralProcess::start(env, &["serve", "--with-workers"]).await?;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let ready = client
         .get(format!("{}/health/ready", central.base_url))
         .send()

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use celaest_protocol::signing::{JwkSet, KeySet, SIGNATURE_HEADER};
 use celaest_tests::{
-    CentralProcess, EdgeProcess, drop_database, free_port, fresh_database_url, token_for,
+    CentralProcess, EdgeProcess, drop_database, free_port, fresh_database_url, http_client,
+    token_for,
 };
 use serde_json::{Value, json};
 
@@ -38,7 +39,7 @@ impl Stack {
             env,
             db_url,
             admin: token_for("admin")?,
-            client: reqwest::Client::new(),
+            client: http_client(),
         })
     }
 
@@ -82,7 +83,10 @@ impl Stack {
     async fn count(&self, sql: &str) -> anyhow::Result<i64> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.db_url).await?;
-        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
+        // The statements are the test's own, built around ids it generated.
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await?;
         conn.close().await?;
         Ok(n)
     }

@@ -77,9 +77,10 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &SupabaseConfig, http: reqwest::Client) -> Self {
-        Self {
-            hs256: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+    /// Fails on an empty JWT secret (jsonwebtoken refuses an empty HMAC key).
+    pub fn new(config: &SupabaseConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        Ok(Self {
+            hs256: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes())?,
             issuer: config.url.as_ref().map(|url| format!("{url}/auth/v1")),
             jwks_url: config
                 .url
@@ -88,7 +89,7 @@ impl JwtVerifier {
             http,
             jwks: Arc::new(RwLock::new(JwksCache::default())),
             fetch_lock: Arc::new(Mutex::new(None)),
-        }
+        })
     }
 
     /// Verifies a token's signature, audience, issuer and times; `TOKEN_EXPIRED` or

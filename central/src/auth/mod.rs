@@ -61,12 +61,12 @@ impl std::fmt::Debug for AuthService {
 }
 
 impl AuthService {
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+    pub fn new(config: &Config, http: reqwest::Client) -> anyhow::Result<Self> {
         // A cached profile is re-read when its auth version moves; the TTL only bounds how stale
         // it can get if a version bump was lost while Redis was down.
         let ttl = Duration::from_secs(60);
-        Self {
-            jwt: JwtVerifier::new(&config.supabase, http.clone()),
+        Ok(Self {
+            jwt: JwtVerifier::new(&config.supabase, http.clone())?,
             supabase: SupabaseClient::new(&config.supabase, http),
             limit_per_min: config.security.rate_limit_per_min,
             gate_script: redis::Script::new(gate::GATE_SCRIPT_SOURCE),
@@ -82,7 +82,7 @@ impl AuthService {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
-        }
+        })
     }
 
     /// Makes every instance re-read `user_id`'s profile and keys on its next request (after a

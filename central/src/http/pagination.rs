@@ -163,7 +163,7 @@ impl ListRequest {
     /// Appends `ORDER BY <column> <dir>, <tiebreak> <dir> LIMIT … OFFSET …` to a query.
     ///
     /// `tiebreak` (usually the primary key) keeps pages stable when sort values repeat.
-    pub fn push_order_and_page(&self, qb: &mut QueryBuilder<'_, Postgres>, tiebreak: &'static str) {
+    pub fn push_order_and_page(&self, qb: &mut QueryBuilder<Postgres>, tiebreak: &'static str) {
         qb.push(" ORDER BY ")
             .push(self.sort.column)
             .push(" ")
@@ -209,26 +209,26 @@ impl<'de> Deserialize<'de> for TimeBound {
 
 /// Builds a `WHERE` clause from optional filters: each present filter adds one `AND` condition,
 /// with its value bound, never interpolated.
-pub struct Filters<'q, 'a> {
-    qb: &'a mut QueryBuilder<'q, Postgres>,
+pub struct Filters<'a> {
+    qb: &'a mut QueryBuilder<Postgres>,
     any: bool,
 }
 
-impl<'q, 'a> Filters<'q, 'a> {
-    pub fn new(qb: &'a mut QueryBuilder<'q, Postgres>) -> Self {
+impl<'a> Filters<'a> {
+    pub fn new(qb: &'a mut QueryBuilder<Postgres>) -> Self {
         Self { qb, any: false }
     }
 
-    fn next(&mut self) -> &mut QueryBuilder<'q, Postgres> {
+    fn next(&mut self) -> &mut QueryBuilder<Postgres> {
         self.qb.push(if self.any { " AND " } else { " WHERE " });
         self.any = true;
         self.qb
     }
 
     /// `column = value` when the filter is present.
-    pub fn eq<T>(&mut self, column: &'static str, value: Option<T>) -> &mut Self
+    pub fn eq<'q, T>(&mut self, column: &'static str, value: Option<T>) -> &mut Self
     where
-        T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+        T: sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
     {
         if let Some(value) = value {
             self.next().push(column).push(" = ").push_bind(value);
@@ -276,9 +276,14 @@ impl<'q, 'a> Filters<'q, 'a> {
     }
 
     /// `before <value> after`, e.g. `EXISTS (... WHERE m.user_id = ` + id + `)`; the value is bound.
-    pub fn condition<T>(&mut self, before: &'static str, value: T, after: &'static str) -> &mut Self
+    pub fn condition<'q, T>(
+        &mut self,
+        before: &'static str,
+        value: T,
+        after: &'static str,
+    ) -> &mut Self
     where
-        T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+        T: sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
     {
         self.next().push(before).push_bind(value).push(after);
         self

@@ -27,7 +27,7 @@ const LICENSE_COLUMNS: &str = "l.id, l.license_key, l.product_id, p.code AS prod
     l.expires_at, l.activated_at, l.suspended_at, l.suspended_reason, l.revoked_at, l.revoked_reason, l.collision_count, \
     l.validation_count, l.last_validated_at, l.notes, l.metadata, l.created_by, l.created_at, l.updated_at";
 
-fn push_visibility(f: &mut Filters<'_, '_>, visibility: LicenseVisibility) {
+fn push_visibility(f: &mut Filters<'_>, visibility: LicenseVisibility) {
     if let LicenseVisibility::OwnedBy(user) = visibility {
         f.condition(
             "EXISTS (SELECT 1 FROM (SELECT ",
@@ -44,7 +44,7 @@ pub async fn list(
     filters: &LicenseFilters,
     list: &ListRequest,
 ) -> sqlx::Result<(Vec<License>, i64)> {
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         let mut f = Filters::new(qb);
         push_visibility(&mut f, visibility);
         f.eq("l.status", filters.status.clone())
@@ -240,7 +240,7 @@ pub async fn validations(
     result_code: Option<String>,
     list: &ListRequest,
 ) -> sqlx::Result<(Vec<ValidationRow>, i64)> {
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         let mut f = Filters::new(qb);
         f.eq("v.license_id", Some(license_id))
             .eq("v.valid", valid)

@@ -22,7 +22,7 @@ pub async fn list(
     filters: &OrgFilters,
     list: &ListRequest,
 ) -> sqlx::Result<(Vec<Organization>, i64)> {
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         let mut f = Filters::new(qb);
         f.raw("o.deleted_at IS NULL");
         if let OrgVisibility::MemberOf(user) = visibility {

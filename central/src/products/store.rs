@@ -80,7 +80,7 @@ pub async fn list_products(
     filters: &ProductFilters,
     list: &ListRequest,
 ) -> sqlx::Result<(Vec<Product>, i64)> {
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         let mut f = Filters::new(qb);
         f.raw("p.deleted_at IS NULL");
         if let Catalogue::Public = catalogue {

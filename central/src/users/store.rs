@@ -51,7 +51,7 @@ pub async fn list(
     filters: &UserFilters,
     list: &ListRequest,
 ) -> sqlx::Result<(Vec<UserProfile>, i64)> {
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         let mut f = Filters::new(qb);
         f.raw("u.deleted_at IS NULL");
         if let Visibility::OnlySelf(me) = visibility {

@@ -49,7 +49,7 @@ async fn list(
     Query(filters): Query<ProductFilters>,
 ) -> celaest_central::http::Result<Page<Row>> {
     let list = params.validate(&SORT)?;
-    let apply = |qb: &mut QueryBuilder<'_, Postgres>| {
+    let apply = |qb: &mut QueryBuilder<Postgres>| {
         Filters::new(qb)
             .eq("p.status", filters.status.clone())
             .eq("p.product_type", filters.product_type.clone())

@@ -53,7 +53,7 @@ fn es256_signing_key() -> SigningKey {
 }
 
 pub fn es256_jwks() -> Value {
-    let point = es256_signing_key().verifying_key().to_encoded_point(false);
+    let point = es256_signing_key().verifying_key().to_sec1_point(false);
     json!({"keys": [{
         "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": ES256_KID,
         "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
@@ -228,7 +228,7 @@ impl Tokens {
                     .expect("pkcs8")
                     .as_bytes(),
             ),
-            _ => EncodingKey::from_secret(HS256_SECRET.as_bytes()),
+            _ => EncodingKey::from_secret(HS256_SECRET.as_bytes()).expect("an HMAC key"),
         };
         jsonwebtoken::encode(&header, &claims, &key).expect("token")
     }

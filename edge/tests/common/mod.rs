@@ -129,7 +129,7 @@ pub async fn post(
     body: &Value,
     lang: Option<&str>,
 ) -> Answer {
-    let mut request = reqwest::Client::new()
+    let mut request = http_client()
         .post(format!("{base}{path}"))
         .header("x-forwarded-for", client_ip)
         .json(body);
@@ -159,7 +159,21 @@ pub async fn validate(base: &str, key: &str, client_ip: &str) -> Answer {
 }
 
 pub async fn get(base: &str, path: &str) -> Answer {
-    into_answer(reqwest::get(format!("{base}{path}")).await.unwrap()).await
+    into_answer(
+        http_client()
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// A plain HTTP client. reqwest is built without a TLS crypto provider of its own, so ring (the
+/// one rustls and quinn use here) is installed as the process default first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// The value of a metric line (`name` including its labels) on `/metrics`.
