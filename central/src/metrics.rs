@@ -18,7 +18,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
@@ -97,32 +97,127 @@ pub const WORKER_JOB_RUNS_TOTAL: &str = "celaest_worker_job_runs_total";
 /// Counter, labels `job`, `reason` (`error` or `panic`): runs that ended in failure.
 pub const WORKER_JOB_FAILURES_TOTAL: &str = "celaest_worker_job_failures_total";
 
-/// Every series central declares, with its kind: the list the exposition test walks.
-pub const ALL: &[(&str, Kind)] = &[
-    (HTTP_REQUESTS_TOTAL, Kind::Counter),
-    (HTTP_REQUEST_DURATION_SECONDS, Kind::Histogram),
-    (DB_POOL_CONNECTIONS, Kind::Gauge),
-    (DB_POOL_IDLE, Kind::Gauge),
-    (DB_POOL_IN_USE, Kind::Gauge),
-    (DB_POOL_MAX, Kind::Gauge),
-    (REDIS_COMMAND_DURATION_SECONDS, Kind::Histogram),
-    (REDIS_ERRORS_TOTAL, Kind::Counter),
-    (RECORDER_QUEUE_DEPTH, Kind::Gauge),
-    (RECORDER_BATCH_SIZE, Kind::Histogram),
-    (RECORDER_FLUSH_SECONDS, Kind::Histogram),
-    (RECORDER_RECORDS_TOTAL, Kind::Counter),
-    (RECORDER_COALESCED_TOTAL, Kind::Counter),
-    (RECORDER_STORE_FAILURES_TOTAL, Kind::Counter),
-    (REPLICATION_EDGES_CONNECTED, Kind::Gauge),
-    (REPLICATION_HEAD_SEQ, Kind::Gauge),
-    (REPLICATION_EDGE_CONNECTED, Kind::Gauge),
-    (REPLICATION_EDGE_APPLIED_SEQ, Kind::Gauge),
-    (REPLICATION_EDGE_LAG, Kind::Gauge),
-    (REPLICATION_EDGE_REPORTS_TOTAL, Kind::Counter),
-    (REPLICATION_REPORT_BATCHES_TOTAL, Kind::Counter),
-    (WORKER_JOB_RUNS_TOTAL, Kind::Counter),
-    (WORKER_JOB_FAILURES_TOTAL, Kind::Counter),
+/// Every series central declares: its kind and help text (the `# HELP` line). The exposition
+/// test walks this list, and `make lint-delivery` reads it to check the dashboard.
+pub const ALL: &[Series] = &[
+    Series::counter(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by route template, method and status.",
+    ),
+    Series::histogram(
+        HTTP_REQUEST_DURATION_SECONDS,
+        "Time to answer an HTTP request, by route template and method.",
+    ),
+    Series::gauge(
+        DB_POOL_CONNECTIONS,
+        "PostgreSQL connections the pool holds open.",
+    ),
+    Series::gauge(DB_POOL_IDLE, "PostgreSQL connections idle in the pool."),
+    Series::gauge(DB_POOL_IN_USE, "PostgreSQL connections in use."),
+    Series::gauge(
+        DB_POOL_MAX,
+        "The most PostgreSQL connections the pool may open.",
+    ),
+    Series::histogram(
+        REDIS_COMMAND_DURATION_SECONDS,
+        "Redis round trip of one command or pipeline.",
+    ),
+    Series::counter(
+        REDIS_ERRORS_TOTAL,
+        "Redis failures, by stage (connect, command).",
+    ),
+    Series::gauge(
+        RECORDER_QUEUE_DEPTH,
+        "Validation records waiting to be stored.",
+    ),
+    Series::histogram(
+        RECORDER_BATCH_SIZE,
+        "Validation records per batch written to PostgreSQL.",
+    ),
+    Series::histogram(
+        RECORDER_FLUSH_SECONDS,
+        "Time to store one batch of validation records.",
+    ),
+    Series::counter(
+        RECORDER_RECORDS_TOTAL,
+        "Validations accounted for by the recorder, coalesced repeats included.",
+    ),
+    Series::counter(
+        RECORDER_COALESCED_TOTAL,
+        "Validations folded into an existing record under overload.",
+    ),
+    Series::counter(
+        RECORDER_STORE_FAILURES_TOTAL,
+        "Validation record batches PostgreSQL refused or did not answer.",
+    ),
+    Series::gauge(REPLICATION_EDGES_CONNECTED, "Edges connected to central."),
+    Series::gauge(
+        REPLICATION_HEAD_SEQ,
+        "The newest replication outbox sequence.",
+    ),
+    Series::gauge(
+        REPLICATION_EDGE_CONNECTED,
+        "1 while the edge is connected, by edge.",
+    ),
+    Series::gauge(
+        REPLICATION_EDGE_APPLIED_SEQ,
+        "The last outbox sequence the edge applied, by edge.",
+    ),
+    Series::gauge(
+        REPLICATION_EDGE_LAG,
+        "Changes the edge is behind the outbox head, by edge.",
+    ),
+    Series::counter(
+        REPLICATION_EDGE_REPORTS_TOTAL,
+        "Validation reports received from the edge, by edge.",
+    ),
+    Series::counter(
+        REPLICATION_REPORT_BATCHES_TOTAL,
+        "Report batches from edges stored and acknowledged.",
+    ),
+    Series::counter(
+        WORKER_JOB_RUNS_TOTAL,
+        "Worker job starts (first run and restarts), by job.",
+    ),
+    Series::counter(
+        WORKER_JOB_FAILURES_TOTAL,
+        "Worker job runs that failed, by job and reason (error, panic).",
+    ),
 ];
+
+/// A declared series.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+impl Series {
+    const fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Counter,
+            help,
+        }
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Gauge,
+            help,
+        }
+    }
+
+    const fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Histogram,
+            help,
+        }
+    }
+}
 
 /// The Prometheus type of a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,34 +291,21 @@ pub fn install() -> &'static PrometheusHandle {
 fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
     PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(RECORDER_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Full(RECORDER_BATCH_SIZE.into()),
+            BATCH_SIZE_BUCKETS,
+        )
 }
 
+/// Gives every series its `# HELP` line.
 fn describe() {
-    use Unit::{Count, Seconds};
-    describe_counter!(HTTP_REQUESTS_TOTAL, Count, "HTTP requests answered, by route template, method and status.");
-    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Seconds, "Time to answer an HTTP request, by route template and method.");
-    describe_gauge!(DB_POOL_CONNECTIONS, Count, "PostgreSQL connections the pool holds open.");
-    describe_gauge!(DB_POOL_IDLE, Count, "PostgreSQL connections idle in the pool.");
-    describe_gauge!(DB_POOL_IN_USE, Count, "PostgreSQL connections in use.");
-    describe_gauge!(DB_POOL_MAX, Count, "The most PostgreSQL connections the pool may open.");
-    describe_histogram!(REDIS_COMMAND_DURATION_SECONDS, Seconds, "Redis round trip of one command or pipeline.");
-    describe_counter!(REDIS_ERRORS_TOTAL, Count, "Redis failures, by stage (connect, command).");
-    describe_gauge!(RECORDER_QUEUE_DEPTH, Count, "Validation records waiting to be stored.");
-    describe_histogram!(RECORDER_BATCH_SIZE, Count, "Validation records per batch written to PostgreSQL.");
-    describe_histogram!(RECORDER_FLUSH_SECONDS, Seconds, "Time to store one batch of validation records.");
-    describe_counter!(RECORDER_RECORDS_TOTAL, Count, "Validations accounted for by the recorder, coalesced repeats included.");
-    describe_counter!(RECORDER_COALESCED_TOTAL, Count, "Validations folded into an existing record under overload.");
-    describe_counter!(RECORDER_STORE_FAILURES_TOTAL, Count, "Validation record batches PostgreSQL refused or did not answer.");
-    describe_gauge!(REPLICATION_EDGES_CONNECTED, Count, "Edges connected to central.");
-    describe_gauge!(REPLICATION_HEAD_SEQ, Count, "The newest replication outbox sequence.");
-    describe_gauge!(REPLICATION_EDGE_CONNECTED, Count, "1 while the edge is connected, by edge.");
-    describe_gauge!(REPLICATION_EDGE_APPLIED_SEQ, Count, "The last outbox sequence the edge applied, by edge.");
-    describe_gauge!(REPLICATION_EDGE_LAG, Count, "Changes the edge is behind the outbox head, by edge.");
-    describe_counter!(REPLICATION_EDGE_REPORTS_TOTAL, Count, "Validation reports received from the edge, by edge.");
-    describe_counter!(REPLICATION_REPORT_BATCHES_TOTAL, Count, "Report batches from edges stored and acknowledged.");
-    describe_counter!(WORKER_JOB_RUNS_TOTAL, Count, "Worker job starts (first run and restarts), by job.");
-    describe_counter!(WORKER_JOB_FAILURES_TOTAL, Count, "Worker job runs that failed, by job and reason (error, panic).");
+    for series in ALL {
+        match series.kind {
+            Kind::Counter => describe_counter!(series.name, series.help),
+            Kind::Gauge => describe_gauge!(series.name, series.help),
+            Kind::Histogram => describe_histogram!(series.name, series.help),
+        }
+    }
 }
 
 /// Registers the series whose labels are known up front, at zero.
