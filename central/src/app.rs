@@ -130,13 +130,27 @@ pub async fn run_server(config: Config, with_workers: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// `celaest-central worker`: background work only.
+/// `celaest-central worker`: background work, and on `APP_HOST:APP_PORT` only what a scraper and
+/// probes need (`/metrics`, `/health*`): the job series are recorded in this process, so they
+/// are served from it.
 pub async fn run_workers(config: Config) -> anyhow::Result<()> {
+    let addr = config.http_addr();
+    let grace = config.http.shutdown_grace;
     let db = crate::db::connect(&config.database)?;
     let state = AppState::new(config, db)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    workers::run(state.clone(), shutdown).await?;
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "worker serving /metrics");
+    let server = tokio::spawn(serve(
+        listener,
+        http::worker_router(state.clone()),
+        shutdown.clone(),
+        grace,
+    ));
+    let ran = workers::run(state.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    server.await??;
     state.db.close().await;
-    Ok(())
+    ran
 }

@@ -3,10 +3,19 @@
 //! [`Redis`] hands out a multiplexed connection manager that reconnects by itself. It connects
 //! lazily and retries on demand (one attempt at a time), so central starts and keeps answering
 //! while Redis is down; `/health/ready` reports it. Every key is namespaced by `REDIS_KEY_PREFIX`.
+//!
+//! The connection handed out is a [`Conn`]: every command and pipeline sent through it is timed
+//! and its failures counted (`celaest_redis_*`), whichever module sends it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use redis::{Client, IntoConnectionInfo, aio::ConnectionManager};
+use redis::{
+    Client, ErrorKind, IntoConnectionInfo, RedisFuture, RedisResult, ServerErrorKind,
+    aio::{ConnectionLike, ConnectionManager},
+};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
@@ -30,6 +39,72 @@ struct RedisInner {
     /// When the last connection attempt failed: callers fail fast for [`RETRY_AFTER_FAILURE`]
     /// instead of each waiting out a connect timeout against a Redis that is down.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    instruments: Arc<Instruments>,
+}
+
+/// The Redis series' handles, resolved once so a command pays no registry lookup.
+struct Instruments {
+    duration: metrics::Histogram,
+    connect_errors: metrics::Counter,
+    command_errors: metrics::Counter,
+}
+
+impl Instruments {
+    fn new() -> Self {
+        use crate::metrics::{REDIS_COMMAND_DURATION_SECONDS, REDIS_ERRORS_TOTAL, install};
+        install();
+        Self {
+            duration: metrics::histogram!(REDIS_COMMAND_DURATION_SECONDS),
+            connect_errors: metrics::counter!(REDIS_ERRORS_TOTAL, "stage" => "connect"),
+            command_errors: metrics::counter!(REDIS_ERRORS_TOTAL, "stage" => "command"),
+        }
+    }
+
+    /// Awaits one command or pipeline, recording its round trip and whether it failed.
+    async fn time<T>(&self, command: RedisFuture<'_, T>) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = command.await;
+        self.duration.record(started.elapsed());
+        // NOSCRIPT is the expected first answer to a script Redis has not cached yet; the
+        // client loads the script and retries, so it is not a failure anyone sees.
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() != ErrorKind::Server(ServerErrorKind::NoScript))
+        {
+            self.command_errors.increment(1);
+        }
+        result
+    }
+}
+
+/// A Redis connection (the shared multiplexed one): use it with `redis::AsyncCommands`,
+/// `query_async` or `Script::invoke_async` like the connection it wraps.
+#[derive(Clone)]
+pub struct Conn {
+    manager: ConnectionManager,
+    instruments: Arc<Instruments>,
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        Box::pin(self.instruments.time(self.manager.req_packed_command(cmd)))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(
+            self.instruments
+                .time(self.manager.req_packed_commands(cmd, offset, count)),
+        )
+    }
+
+    fn get_db(&self) -> i64 {
+        self.manager.get_db()
+    }
 }
 
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
@@ -56,6 +131,7 @@ impl Redis {
                 ready: arc_swap::ArcSwapOption::empty(),
                 connecting: Mutex::new(()),
                 failed_at: std::sync::Mutex::new(None),
+                instruments: Arc::new(Instruments::new()),
             }),
         })
     }
@@ -65,8 +141,19 @@ impl Redis {
         format!("{}{key}", self.inner.prefix)
     }
 
-    /// A connection, connecting first if needed.
-    pub async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+    /// A connection, connecting first if needed. A failure counts as a connect error.
+    pub async fn conn(&self) -> redis::RedisResult<Conn> {
+        let manager = self.manager().await;
+        if manager.is_err() {
+            self.inner.instruments.connect_errors.increment(1);
+        }
+        Ok(Conn {
+            manager: manager?,
+            instruments: self.inner.instruments.clone(),
+        })
+    }
+
+    async fn manager(&self) -> redis::RedisResult<ConnectionManager> {
         if let Some(manager) = self.inner.ready.load_full() {
             return Ok((*manager).clone());
         }

@@ -121,6 +121,8 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, CIDRs; loopback always).
     pub trusted_proxies: Vec<ipnetwork::IpNetwork>,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token; unset, it is public.
+    pub metrics_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -385,6 +387,7 @@ impl Config {
                     0..=600,
                 )?),
                 trusted_proxies,
+                metrics_token: vars.get("METRICS_TOKEN").map(SecretString::from),
             },
             database: DatabaseConfig {
                 url: database_url,

@@ -15,6 +15,7 @@ pub mod docs;
 pub mod health;
 pub mod http;
 pub mod licensing;
+pub mod metrics;
 pub mod orgs;
 pub mod products;
 pub mod replication;

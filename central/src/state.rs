@@ -23,6 +23,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from configuration and an already-opened pool.
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        // Before anything records: the process-wide recorder (a no-op after the first app).
+        crate::metrics::install();
         let redis = Redis::new(&config.redis)?;
         // reqwest is built without a TLS crypto provider of its own (its default would compile
         // aws-lc, a C library): ring, which rustls and quinn already use here, becomes the process

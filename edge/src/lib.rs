@@ -36,6 +36,8 @@ use crate::{
 
 /// How often idle collision windows are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often latency samples are folded into their histogram buckets between scrapes.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// What every edge handler shares.
 #[derive(Debug, Clone)]
@@ -107,7 +109,7 @@ pub async fn run(
     let (state, inputs) = EdgeState::with_replication(config);
     let stop = CancellationToken::new();
     let replicator = tokio::spawn(Replicator::new(state.clone(), inputs).run(stop.clone()));
-    let housekeeping = tokio::spawn(prune_local(state.local.clone(), stop.clone()));
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
     let served = serve(listener, state, shutdown).await;
     stop.cancel();
     let replicated = replicator.await;
@@ -117,11 +119,14 @@ pub async fn run(
     Ok(())
 }
 
-async fn prune_local(local: Arc<LocalTracker>, stop: CancellationToken) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
+/// Periodic chores: forgetting idle collision windows, and metrics upkeep.
+async fn housekeeping(state: EdgeState, stop: CancellationToken) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut upkeep = tokio::time::interval(METRICS_UPKEEP_EVERY);
     loop {
         tokio::select! {
-            _ = every.tick() => local.prune(chrono::Utc::now()),
+            _ = prune.tick() => state.local.prune(chrono::Utc::now()),
+            _ = upkeep.tick() => state.metrics.upkeep(),
             () = stop.cancelled() => return,
         }
     }

@@ -1,16 +1,139 @@
-//! The edge's counters, and their rendering as Prometheus text for `GET /metrics`.
+//! The edge's metrics: the name of every series (one constant each, read by the Grafana
+//! dashboard check in `scripts/lint-delivery.sh`), and their Prometheus rendering for
+//! `GET /metrics`, on the `metrics` crate and its Prometheus exporter as at central.
 //!
-//! Plain atomics, written on the request path without locks; gauges that already live elsewhere
-//! (applied sequence, licenses held, buffered reports, connection state) are read from their
-//! owners when the page is rendered. Metric names start with `celaest_edge_`.
+//! Each edge owns its recorder rather than using the process-wide one, so several edges in one
+//! process (the tests start many) keep their own counts. Handles are resolved once when the
+//! edge starts: the request path does atomic adds only, no registry lookup. Gauges that already
+//! live elsewhere (applied sequence, licenses held, buffered reports, connection state) are read
+//! from their owners when the page is rendered. Metric names start with `celaest_edge_`.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use celaest_protocol::{ValidationCode, replication::BindOutcome};
+use metrics::{Counter, Gauge, Histogram, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::EdgeState;
+use crate::{EdgeState, replication::ConnectionState};
+
+/// Counter, label `code`: validations answered, by result code.
+pub const VALIDATIONS_TOTAL: &str = "celaest_edge_validations_total";
+/// Histogram (seconds): time to answer a validation request (one or a batch).
+pub const VALIDATION_DURATION_SECONDS: &str = "celaest_edge_validation_duration_seconds";
+/// Counter, label `outcome`: new IP bindings asked of central.
+pub const BINDS_TOTAL: &str = "celaest_edge_binds_total";
+/// Counter: collision episodes seen by this edge.
+pub const COLLISIONS_TOTAL: &str = "celaest_edge_collisions_total";
+/// Counter: connections to central that ended and were retried.
+pub const RECONNECTS_TOTAL: &str = "celaest_edge_reconnects_total";
+/// Gauge: 1 once a complete snapshot from central is held.
+pub const READY: &str = "celaest_edge_ready";
+/// Gauge: the last replication sequence applied.
+pub const APPLIED_SEQ: &str = "celaest_edge_applied_seq";
+/// Gauge: seconds since the last change from central was applied (NaN before any).
+pub const SECONDS_SINCE_LAST_CHANGE: &str = "celaest_edge_seconds_since_last_change";
+/// Gauge: 0 while connected and caught up; else seconds since the state was last known current.
+pub const STATE_AGE_SECONDS: &str = "celaest_edge_state_age_seconds";
+/// Gauge: licenses held in memory.
+pub const LICENSES: &str = "celaest_edge_licenses";
+/// Gauge: validation reports waiting to be acknowledged by central.
+pub const REPORTS_BUFFERED: &str = "celaest_edge_reports_buffered";
+/// Counter: validation reports dropped because the buffer was full.
+pub const REPORTS_DROPPED_TOTAL: &str = "celaest_edge_reports_dropped_total";
+/// Gauge, label `state`: 1 for the replication connection's current state, 0 for the others.
+pub const CONNECTION_STATE: &str = "celaest_edge_connection_state";
+
+/// Every series the edge declares: its kind and help text (the `# HELP` line). The exposition
+/// test walks this list, and `make lint-delivery` reads it to check the dashboard.
+pub const ALL: &[Series] = &[
+    Series::counter(VALIDATIONS_TOTAL, "Validations answered, by result code."),
+    Series::histogram(
+        VALIDATION_DURATION_SECONDS,
+        "Time to answer a validation request.",
+    ),
+    Series::counter(BINDS_TOTAL, "New IP bindings asked of central, by outcome."),
+    Series::counter(COLLISIONS_TOTAL, "Collision episodes seen by this edge."),
+    Series::counter(
+        RECONNECTS_TOTAL,
+        "Connections to central that ended and were retried.",
+    ),
+    Series::gauge(READY, "1 once a complete snapshot from central is held."),
+    Series::gauge(APPLIED_SEQ, "The last replication sequence applied."),
+    Series::gauge(
+        SECONDS_SINCE_LAST_CHANGE,
+        "Seconds since the last change from central was applied (NaN before any).",
+    ),
+    Series::gauge(
+        STATE_AGE_SECONDS,
+        "0 while connected and caught up; else seconds since the state was last known current.",
+    ),
+    Series::gauge(LICENSES, "Licenses held in memory."),
+    Series::gauge(
+        REPORTS_BUFFERED,
+        "Validation reports waiting to be acknowledged by central.",
+    ),
+    Series::counter(
+        REPORTS_DROPPED_TOTAL,
+        "Validation reports dropped because the buffer was full.",
+    ),
+    Series::gauge(
+        CONNECTION_STATE,
+        "The replication connection's state (1 for the current one).",
+    ),
+];
+
+/// A declared series.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+impl Series {
+    const fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Counter,
+            help,
+        }
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Gauge,
+            help,
+        }
+    }
+
+    const fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Histogram,
+            help,
+        }
+    }
+}
+
+/// The Prometheus type of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    /// As written on the `# TYPE` line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -63,17 +186,32 @@ impl From<BindOutcome> for BindResult {
     }
 }
 
+/// This edge's recorder and the handles of its series.
 #[derive(Debug)]
 pub struct Metrics {
+    handle: PrometheusHandle,
     /// One counter per [`ValidationCode::ALL`] entry, same order.
-    validations: Box<[AtomicU64]>,
-    /// Non-cumulative bucket counts; the last one is `+Inf`.
-    latency_buckets: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_micros: AtomicU64,
-    latency_count: AtomicU64,
-    binds: [AtomicU64; BindResult::ALL.len()],
-    collisions: AtomicU64,
-    reconnects: AtomicU64,
+    validations: Box<[Counter]>,
+    latency: Histogram,
+    /// One counter per [`BindResult::ALL`] entry, same order.
+    binds: [Counter; BindResult::ALL.len()],
+    collisions: Counter,
+    reconnects: Counter,
+    gauges: Gauges,
+}
+
+/// Series read from their owners at render time.
+#[derive(Debug)]
+struct Gauges {
+    ready: Gauge,
+    applied_seq: Gauge,
+    seconds_since_last_change: Gauge,
+    state_age: Gauge,
+    licenses: Gauge,
+    reports_buffered: Gauge,
+    reports_dropped: Counter,
+    /// One gauge per [`ConnectionState::ALL`] entry, same order.
+    connection_state: [Gauge; ConnectionState::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -84,18 +222,42 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        Self {
-            validations: ValidationCode::ALL
-                .iter()
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency_sum_micros: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
-            binds: std::array::from_fn(|_| AtomicU64::new(0)),
-            collisions: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-        }
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(VALIDATION_DURATION_SECONDS.into()), &BUCKETS)
+            .unwrap_or_else(|e| {
+                // Only an empty bucket list is refused, and BUCKETS is not empty.
+                tracing::error!(error = %e, "latency buckets refused");
+                PrometheusBuilder::new()
+            })
+            .build_recorder();
+        let handle = recorder.handle();
+        // Every series is registered now, at zero, so the page lists them all from the start.
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            Self {
+                handle,
+                validations: ValidationCode::ALL
+                    .iter()
+                    .map(|code| metrics::counter!(VALIDATIONS_TOTAL, "code" => code.as_str()))
+                    .collect(),
+                latency: metrics::histogram!(VALIDATION_DURATION_SECONDS),
+                binds: BindResult::ALL
+                    .map(|result| metrics::counter!(BINDS_TOTAL, "outcome" => result.label())),
+                collisions: metrics::counter!(COLLISIONS_TOTAL),
+                reconnects: metrics::counter!(RECONNECTS_TOTAL),
+                gauges: Gauges {
+                    ready: metrics::gauge!(READY),
+                    applied_seq: metrics::gauge!(APPLIED_SEQ),
+                    seconds_since_last_change: metrics::gauge!(SECONDS_SINCE_LAST_CHANGE),
+                    state_age: metrics::gauge!(STATE_AGE_SECONDS),
+                    licenses: metrics::gauge!(LICENSES),
+                    reports_buffered: metrics::gauge!(REPORTS_BUFFERED),
+                    reports_dropped: metrics::counter!(REPORTS_DROPPED_TOTAL),
+                    connection_state: ConnectionState::ALL
+                        .map(|s| metrics::gauge!(CONNECTION_STATE, "state" => s.as_str())),
+                },
+            }
+        })
     }
 
     /// Counts one answered validation.
@@ -105,213 +267,96 @@ impl Metrics {
             .position(|c| *c == code)
             .and_then(|i| self.validations.get(i))
         {
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.increment(1);
         }
     }
 
     /// Records how long a validation request took to answer.
     pub fn latency(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        if let Some(counter) = self.latency_buckets.get(bucket) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency.record(elapsed);
     }
 
     pub fn bind(&self, result: BindResult) {
         if let Some(i) = BindResult::ALL.iter().position(|r| *r == result) {
-            self.binds[i].fetch_add(1, Ordering::Relaxed);
+            self.binds[i].increment(1);
         }
     }
 
     pub fn collision(&self) {
-        self.collisions.fetch_add(1, Ordering::Relaxed);
+        self.collisions.increment(1);
     }
 
     pub fn reconnect(&self) {
-        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.reconnects.increment(1);
     }
 
-    /// Validations answered with `code` so far.
-    pub fn validations(&self, code: ValidationCode) -> u64 {
-        ValidationCode::ALL
-            .iter()
-            .position(|c| *c == code)
-            .and_then(|i| self.validations.get(i))
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+    /// Folds the latency samples recorded since the last call into their buckets; run every few
+    /// seconds so samples do not pile up between scrapes (rendering does it too).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Gives every series its `# HELP` line.
+fn describe() {
+    for series in ALL {
+        match series.kind {
+            Kind::Counter => describe_counter!(series.name, series.help),
+            Kind::Gauge => describe_gauge!(series.name, series.help),
+            Kind::Histogram => describe_histogram!(series.name, series.help),
+        }
     }
 }
 
 /// The whole metrics page.
 pub fn render(state: &EdgeState) -> String {
-    let m = &state.metrics;
-    let mut out = String::with_capacity(4096);
-    // Writing to a String cannot fail; the results are ignored for that reason.
-    let _ = writeln!(
-        out,
-        "# HELP celaest_edge_validations_total Validations answered, by result code.\n# TYPE celaest_edge_validations_total counter"
-    );
-    for (code, counter) in ValidationCode::ALL.iter().zip(m.validations.iter()) {
-        let _ = writeln!(
-            out,
-            "celaest_edge_validations_total{{code=\"{}\"}} {}",
-            code.as_str(),
-            counter.load(Ordering::Relaxed)
-        );
-    }
-
-    let _ = writeln!(
-        out,
-        "# HELP celaest_edge_validation_duration_seconds Time to answer a validation request.\n# TYPE celaest_edge_validation_duration_seconds histogram"
-    );
-    let mut cumulative = 0;
-    for (i, counter) in m.latency_buckets.iter().enumerate() {
-        cumulative += counter.load(Ordering::Relaxed);
-        let le = BUCKETS
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), f64::to_string);
-        let _ = writeln!(
-            out,
-            "celaest_edge_validation_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    let sum = m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-    let _ = writeln!(out, "celaest_edge_validation_duration_seconds_sum {sum}");
-    let _ = writeln!(
-        out,
-        "celaest_edge_validation_duration_seconds_count {}",
-        m.latency_count.load(Ordering::Relaxed)
-    );
-
-    let _ = writeln!(
-        out,
-        "# HELP celaest_edge_binds_total New IP bindings asked of central, by outcome.\n# TYPE celaest_edge_binds_total counter"
-    );
-    for (result, counter) in BindResult::ALL.iter().zip(m.binds.iter()) {
-        let _ = writeln!(
-            out,
-            "celaest_edge_binds_total{{outcome=\"{}\"}} {}",
-            result.label(),
-            counter.load(Ordering::Relaxed)
-        );
-    }
-
+    let g = &state.metrics.gauges;
     let store = &state.store;
-    let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    gauge(
-        &mut out,
-        "celaest_edge_collisions_total",
-        "Collision episodes seen by this edge.",
-        "counter",
-        m.collisions.load(Ordering::Relaxed).to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_reconnects_total",
-        "Connections to central that ended and were retried.",
-        "counter",
-        m.reconnects.load(Ordering::Relaxed).to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_ready",
-        "1 once a complete snapshot from central is held.",
-        "gauge",
-        u8::from(store.is_ready()).to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_applied_seq",
-        "The last replication sequence applied.",
-        "gauge",
-        store.applied_seq().unwrap_or(0).to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_seconds_since_last_change",
-        "Seconds since the last change from central was applied (NaN before any).",
-        "gauge",
+    g.ready.set(u8::from(store.is_ready()));
+    g.applied_seq.set(store.applied_seq().unwrap_or(0) as f64);
+    g.seconds_since_last_change
+        .set(store.seconds_since_last_change().unwrap_or(f64::NAN));
+    g.state_age.set(
         store
-            .seconds_since_last_change()
-            .map_or_else(|| "NaN".to_owned(), |s| s.to_string()),
+            .freshness()
+            .map_or(f64::NAN, |f| f.age_ms as f64 / 1000.0),
     );
-    gauge(
-        &mut out,
-        "celaest_edge_state_age_seconds",
-        "0 while connected and caught up; else seconds since the state was last known current.",
-        "gauge",
-        store.freshness().map_or_else(
-            || "NaN".to_owned(),
-            |f| (f.age_ms as f64 / 1000.0).to_string(),
-        ),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_licenses",
-        "Licenses held in memory.",
-        "gauge",
-        store.license_count().to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_reports_buffered",
-        "Validation reports waiting to be acknowledged by central.",
-        "gauge",
-        state.reports.buffered().to_string(),
-    );
-    gauge(
-        &mut out,
-        "celaest_edge_reports_dropped_total",
-        "Validation reports dropped because the buffer was full.",
-        "counter",
-        state.reports.dropped().to_string(),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP celaest_edge_connection_state The replication connection's state (1 for the current one).\n# TYPE celaest_edge_connection_state gauge"
-    );
+    g.licenses.set(store.license_count() as f64);
+    g.reports_buffered.set(state.reports.buffered() as f64);
+    g.reports_dropped.absolute(state.reports.dropped());
     let current = state.link.state();
-    for connection_state in crate::replication::ConnectionState::ALL {
-        let _ = writeln!(
-            out,
-            "celaest_edge_connection_state{{state=\"{}\"}} {}",
-            connection_state.as_str(),
-            u8::from(connection_state == current)
-        );
+    for (connection_state, gauge) in ConnectionState::ALL.iter().zip(&g.connection_state) {
+        gauge.set(u8::from(*connection_state == current));
     }
-    out
+    state.metrics.handle.render()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn page(m: &Metrics) -> String {
+        m.handle.render()
+    }
+
     #[test]
-    fn latency_lands_in_the_first_bucket_that_holds_it() {
+    fn latency_lands_in_every_bucket_that_holds_it() {
         let m = Metrics::new();
         m.latency(Duration::from_micros(50));
         m.latency(Duration::from_millis(3));
         m.latency(Duration::from_secs(10));
-        let counts: Vec<u64> = m
-            .latency_buckets
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(counts[0], 1);
-        assert_eq!(counts[5], 1, "3 ms is at most 5 ms");
-        assert_eq!(counts[BUCKETS.len()], 1, "+Inf");
-        assert_eq!(m.latency_count.load(Ordering::Relaxed), 3);
+        let text = page(&m);
+        for line in [
+            "celaest_edge_validation_duration_seconds_bucket{le=\"0.0001\"} 1",
+            "celaest_edge_validation_duration_seconds_bucket{le=\"0.0025\"} 1",
+            // 3 ms is at most 5 ms; the buckets are cumulative.
+            "celaest_edge_validation_duration_seconds_bucket{le=\"0.005\"} 2",
+            "celaest_edge_validation_duration_seconds_bucket{le=\"2.5\"} 2",
+            "celaest_edge_validation_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "celaest_edge_validation_duration_seconds_count 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
@@ -320,8 +365,23 @@ mod tests {
         m.validation(ValidationCode::Valid);
         m.validation(ValidationCode::Valid);
         m.validation(ValidationCode::LicenseRevoked);
-        assert_eq!(m.validations(ValidationCode::Valid), 2);
-        assert_eq!(m.validations(ValidationCode::LicenseRevoked), 1);
-        assert_eq!(m.validations(ValidationCode::IpLimitReached), 0);
+        let text = page(&m);
+        for line in [
+            "celaest_edge_validations_total{code=\"VALID\"} 2",
+            "celaest_edge_validations_total{code=\"LICENSE_REVOKED\"} 1",
+            "celaest_edge_validations_total{code=\"IP_LIMIT_REACHED\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn two_edges_in_one_process_keep_their_own_counts() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.collision();
+        a.collision();
+        b.collision();
+        assert!(page(&a).contains("celaest_edge_collisions_total 2"));
+        assert!(page(&b).contains("celaest_edge_collisions_total 1"));
     }
 }

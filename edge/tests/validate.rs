@@ -150,13 +150,22 @@ async fn every_code_is_answered_from_memory_with_200() {
     let limit = validate(&base, full.as_str(), BOUND).await;
     assert_eq!(limit.json["data"]["remaining_ips"], 0);
 
-    // Every answer was counted and reported (here nothing consumes reports: they are dropped).
-    let counted = state.metrics.validations(ValidationCode::Valid);
-    assert_eq!(counted, 2);
-    assert_eq!(
-        state.metrics.validations(ValidationCode::InvalidKeyFormat),
-        2
-    );
+    // Every answer was counted (here nothing consumes reports: they are dropped).
+    let counted = |code: ValidationCode| {
+        let base = base.clone();
+        async move {
+            common::metric(
+                &base,
+                &format!(
+                    "celaest_edge_validations_total{{code=\"{}\"}}",
+                    code.as_str()
+                ),
+            )
+            .await
+        }
+    };
+    assert_eq!(counted(ValidationCode::Valid).await, Some(2.0));
+    assert_eq!(counted(ValidationCode::InvalidKeyFormat).await, Some(2.0));
 }
 
 #[tokio::test]
@@ -410,7 +419,7 @@ async fn the_allow_policy_admits_new_ips_provisionally_within_the_free_slots() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn metrics_are_prometheus_text_with_every_declared_series() {
     let key: LicenseKey = new_key();
     let (_, base, _stop) = edge_with(
         config(&[]),
@@ -441,6 +450,15 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("celaest_edge_validation_duration_seconds_bucket{le=\"+Inf\"} 1"));
     assert!(text.contains("celaest_edge_seconds_since_last_change "));
     assert!(text.contains("celaest_edge_reports_dropped_total 1"));
+    // Declarations and the page cannot drift: every declared series is there, with its type.
+    for series in celaest_edge::metrics::ALL {
+        let (name, kind) = (series.name, series.kind.as_str());
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} ({kind}) is declared but not on the page:\n{text}"
+        );
+    }
+    assert!(!text.contains("quantile="), "histograms, not summaries");
 }
 
 #[tokio::test]

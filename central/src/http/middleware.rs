@@ -1,12 +1,16 @@
-//! The request context middleware: request id, language, the access log line, and the rule that
-//! every error leaves in the envelope — including those produced below the handlers (405 from the
-//! router, 413 from the body limit, timeouts) and panics.
+//! The request context middleware: request id, language, the access log line, the request
+//! metrics, and the rule that every error leaves in the envelope — including those produced below
+//! the handlers (405 from the router, 413 from the body limit, timeouts) and panics.
 
-use std::{any::Any, time::Instant};
+use std::{
+    any::Any,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{MatchedPath, Request},
-    http::{HeaderName, HeaderValue, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -33,10 +37,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .map(Lang::from_accept_language)
         .unwrap_or_default();
     let method = req.method().clone();
-    let route = req
+    // Shared, not copied, by the access log and the two metric keys.
+    let route: Option<Arc<str>> = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+        .map(|p| Arc::from(p.as_str()));
     req.extensions_mut().insert(request_id.clone());
 
     let span = tracing::info_span!("request", request_id = %request_id.0);
@@ -53,18 +58,83 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         HeaderValue::from_static(lang.pick("es", "en")),
     );
 
-    let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
     tracing::info!(
         target: "celaest::access",
         method = %method,
         route = route.as_deref().unwrap_or("<unmatched>"),
-        status,
-        duration_ms,
+        status = response.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         request_id = %request_id.0,
         "request"
     );
+    record_request(route, &method, response.status(), elapsed);
     response
+}
+
+/// Counts the request and its latency by route template (never the raw path, which would make a
+/// series per id), method and status. Labels are static strings or the shared route: the only
+/// allocations are the metric keys' own.
+fn record_request(route: Option<Arc<str>>, method: &Method, status: StatusCode, elapsed: Duration) {
+    use crate::metrics::{HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL};
+    use metrics::SharedString;
+
+    let route = route.map_or(
+        SharedString::const_str("unmatched"),
+        SharedString::from_shared,
+    );
+    let method = method_label(method);
+    metrics::counter!(
+        HTTP_REQUESTS_TOTAL,
+        "route" => route.clone(),
+        "method" => method,
+        "status" => status_label(status),
+    )
+    .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
+        .record(elapsed);
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        // Any other method is answered 405; one label keeps them from making series at will.
+        _ => "other",
+    }
+}
+
+/// The status as a label; the codes central answers with are static strings.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let known = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        410 => "410",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return metrics::SharedString::from_owned(status.as_str().to_owned()),
+    };
+    metrics::SharedString::const_str(known)
 }
 
 /// Replaces a bare error answer (no JSON body) with the envelope for its status.

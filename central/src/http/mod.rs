@@ -56,6 +56,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         ));
     OpenApiRouter::with_openapi(docs::ApiDoc::base())
         .merge(health::router())
+        .merge(crate::metrics::router())
         .merge(public)
         .merge(gated)
 }
@@ -64,6 +65,15 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
 pub fn build_router(state: AppState) -> Router {
     let (router, openapi) = api_router(&state).split_for_parts();
     with_middleware(router.merge(docs::router(&openapi)), &state.config).with_state(state)
+}
+
+/// What a worker process serves: its metrics and health probes, in the standard stack.
+pub fn worker_router(state: AppState) -> Router {
+    let (router, _) = OpenApiRouter::new()
+        .merge(crate::metrics::router())
+        .merge(health::router())
+        .split_for_parts();
+    with_middleware(router, &state.config).with_state(state)
 }
 
 /// Wraps routes in the standard stack, outermost first: request context (id, language, access

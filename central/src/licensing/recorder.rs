@@ -63,14 +63,11 @@ use super::{
 use crate::{
     audit::{self, Actor, AuditEvent},
     cache::Redis,
+    metrics::{
+        RECORDER_BATCH_SIZE, RECORDER_COALESCED_TOTAL, RECORDER_FLUSH_SECONDS,
+        RECORDER_QUEUE_DEPTH, RECORDER_RECORDS_TOTAL, RECORDER_STORE_FAILURES_TOTAL,
+    },
 };
-
-const RECORDER_QUEUE_DEPTH: &str = "celaest_recorder_queue_depth";
-const RECORDER_BATCH_SIZE: &str = "celaest_recorder_batch_size";
-const RECORDER_FLUSH_SECONDS: &str = "celaest_recorder_flush_seconds";
-const RECORDER_RECORDS_TOTAL: &str = "celaest_recorder_records_total";
-const RECORDER_COALESCED_TOTAL: &str = "celaest_recorder_coalesced_total";
-const RECORDER_STORE_FAILURES_TOTAL: &str = "celaest_recorder_store_failures_total";
 
 /// Rows written per transaction, at most.
 const BATCH_MAX: usize = 1_000;

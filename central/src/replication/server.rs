@@ -379,6 +379,7 @@ async fn store_reports(
         }
     }
     out.send(CentralFrame::ReportsAck { batch_id }).await?;
+    metrics::counter!(crate::metrics::REPLICATION_REPORT_BATCHES_TOTAL).increment(1);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod helpers;
 mod http_standards;
 mod licensing;
 mod lists;
+mod metrics;
 mod permissions;
 mod recorder;
 mod replication;
