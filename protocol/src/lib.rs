@@ -13,8 +13,10 @@ pub mod ids;
 pub mod input;
 pub mod lang;
 pub mod license_key;
+pub mod money;
 pub mod replication;
 pub mod request_id;
+pub mod semver;
 pub mod signing;
 pub mod validation;
 
