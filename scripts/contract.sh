@@ -16,7 +16,9 @@
 #
 # Tokens are HS256 JWTs minted here exactly as Supabase mints them, with a signing secret made up
 # for this run and given to central as SUPABASE_JWT_SECRET; the first admin is the seeded one, the
-# second is created through the API. Reports (JUnit, and the failing cases as pytest) are written
+# second is created through the API. Supabase Auth itself is a small fake speaking its wire format
+# (admin user creation, token refresh — every refresh token is refused —, logout, JWKS), so that
+# the operations that call it answer as they do in production rather than 503. Reports (JUnit, and the failing cases as pytest) are written
 # to target/contract/.
 #
 # Needs python3 (with venv), the PostgreSQL client tools (createdb/dropdb) and the PyPI registry:
@@ -104,16 +106,19 @@ DB_URL="${BASE_DB_URL%/*}/$DB_NAME"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT="$(free_port)"
 QUIC_PORT="$(free_port)"
+SUPABASE_PORT="$(free_port)"
 JWT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
 
-central_pid=""
+central_pid="" supabase_pid=""
 cleanup() {
   local rc=$?
-  if [[ -n "$central_pid" ]]; then
-    kill "$central_pid" 2>/dev/null || true
-    wait "$central_pid" 2>/dev/null || true
-  fi
+  for pid in "$central_pid" "$supabase_pid"; do
+    if [[ -n "$pid" ]]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   dropdb --if-exists -d "$BASE_DB_URL" "$DB_NAME" 2>/dev/null \
     || dropdb --if-exists "$DB_NAME" 2>/dev/null || true
   rm -rf "$WORK"
@@ -131,10 +136,52 @@ export REPLICATION_ADDR="127.0.0.1:$QUIC_PORT"
 export REPLICATION_TLS_CA="$WORK/certs/ca.pem" REPLICATION_TLS_CERT="$WORK/certs/central.pem" \
   REPLICATION_TLS_KEY="$WORK/certs/central.key"
 export SUPABASE_JWT_SECRET="$JWT_SECRET"
+export SUPABASE_URL="http://127.0.0.1:$SUPABASE_PORT" SUPABASE_SERVICE_KEY="contract-service-key"
 # Every request of a run comes from one address; the per-minute limit is for real callers.
 export RATE_LIMIT_PER_MIN=1000000
 export LOG_LEVEL="${CONTRACT_LOG_LEVEL:-warn}" LOG_FORMAT=json
-unset SUPABASE_URL SUPABASE_SERVICE_KEY
+
+# The fake Supabase Auth: the answers central's client (central/src/auth/supabase.rs) reads.
+"$PY" - "$SUPABASE_PORT" "$SUPABASE_SERVICE_KEY" >"$WORK/supabase.log" 2>&1 <<'PY' &
+import json, sys, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, service_key = int(sys.argv[1]), sys.argv[2]
+
+
+class Auth(BaseHTTPRequestHandler):
+    def answer(self, status, body=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/auth/v1/.well-known/jwks.json":
+            return self.answer(200, {"keys": []})
+        self.answer(404, {"message": "not found"})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.headers.get("apikey") != service_key:
+            return self.answer(401, {"message": "Invalid API key"})
+        if self.path == "/auth/v1/admin/users":
+            return self.answer(200, {"id": str(uuid.uuid4()), "aud": "authenticated", "email": body.get("email")})
+        if self.path.startswith("/auth/v1/token"):
+            return self.answer(400, {"error": "invalid_grant", "error_description": "Invalid Refresh Token"})
+        if self.path.startswith("/auth/v1/logout"):
+            return self.answer(204)
+        self.answer(404, {"message": "not found"})
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", port), Auth).serve_forever()
+PY
+supabase_pid=$!
 
 log "central on $BASE_URL, database $DB_NAME"
 "$BIN" migrate >/dev/null
@@ -154,14 +201,14 @@ done
 
 # token USER_ID EMAIL: a Supabase-shaped access token for a fresh session of that user.
 token() {
-  "$PY" - "$JWT_SECRET" "$1" "$2" <<'PY'
+  "$PY" - "$JWT_SECRET" "$1" "$2" "$SUPABASE_URL/auth/v1" <<'PY'
 import base64, hashlib, hmac, json, sys, time, uuid
 
-secret, sub, email = sys.argv[1:4]
+secret, sub, email, issuer = sys.argv[1:5]
 b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 now = int(time.time())
 claims = {
-    "aud": "authenticated", "exp": now + 6 * 3600, "iat": now, "sub": sub, "email": email,
+    "aud": "authenticated", "exp": now + 6 * 3600, "iat": now, "iss": issuer, "sub": sub, "email": email,
     "phone": "", "role": "authenticated", "aal": "aal1", "session_id": str(uuid.uuid4()),
     "amr": [{"method": "password", "timestamp": now}], "is_anonymous": False,
     "app_metadata": {"provider": "email", "providers": ["email"]}, "user_metadata": {},
@@ -209,11 +256,12 @@ pass() {
   local name="$1" bearer="$2"
   shift 2
   log "schemathesis, $name pass (seed $SEED, $MAX_EXAMPLES examples per operation)"
-  "${SCHEMATHESIS[@]}" "$@" \
+  # From the report directory: schemathesis keeps a .schemathesis/ cache where it runs.
+  (cd "$REPORT_DIR" && "${SCHEMATHESIS[@]}" "$@" \
     -H "Authorization: Bearer $bearer" \
     --report "junit,pytest" \
     --report-junit-path "$REPORT_DIR/$name.junit.xml" \
-    --report-pytest-path "$REPORT_DIR/$name.failures.py"
+    --report-pytest-path "$REPORT_DIR/$name.failures.py")
 }
 
 status=0

@@ -82,7 +82,7 @@ pub async fn create(
     let plan_code = body.plan.as_deref().unwrap_or("free");
     let plan_id = store::plan_id(&state.db, plan_code).await?;
     if plan_id.is_none() && body.plan.is_some() {
-        return Err(Error::field("plan", FieldProblem::NotFound));
+        return Err(Error::conflict("plan", FieldProblem::NotFound));
     }
     let slug = body.slug.clone().unwrap_or_else(|| slugify(&body.name));
     let mut tx = state.db.begin().await?;
