@@ -28,7 +28,7 @@ test: ## Start PostgreSQL/Redis if needed and run every test (unit, integration,
 # to either is a reviewed change here.
 .PHONY: contract
 contract: ## Start central and check it against its OpenAPI document with schemathesis (every operation)
-	@scripts/contract.sh --seed 20261205 --max-examples 20
+	@scripts/contract.sh --seed 20261205 --max-examples 50
 
 .PHONY: services
 services: ## Only make sure PostgreSQL and Redis answer (starting throwaway ones if needed)

@@ -314,3 +314,17 @@ pub fn exactly_one_of(fields: &[(&str, Type)]) -> utoipa::openapi::OneOfBuilder 
 pub fn not_both(a: &str, b: &str) -> AnyOfBuilder {
     AnyOfBuilder::new().item(absent(a)).item(absent(b))
 }
+
+/// Text PostgreSQL can store: anything but NUL, which it refuses (answered 422 by
+/// `Error::Database`'s classification). For free-text filters and codes looked up as given.
+const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// The schema of a free-text query parameter.
+pub fn query_text() -> ObjectBuilder {
+    string(false).pattern(Some(NO_NUL_PATTERN))
+}
+
+/// The schema of an optional free-text body field with no rule but PostgreSQL's.
+pub fn optional_plain_text() -> ObjectBuilder {
+    string(true).pattern(Some(NO_NUL_PATTERN))
+}

@@ -35,7 +35,7 @@ use crate::{
         response::{Created, Data, NoContent, Page},
         validate::{
             Creates, FieldErrors, FieldProblem, Int, New, Text, Validate, exactly_one_of,
-            ip_address, one_of_schema, with_rule,
+            ip_address, one_of_schema, query_text, with_rule,
         },
     },
     state::AppState,
@@ -56,8 +56,8 @@ type ReasonText = Text<1, 1000>;
 /// Days a renewal adds.
 type RenewDays = Int<1, 36_500>;
 
-fn optional_license_status() -> utoipa::openapi::ObjectBuilder {
-    one_of_schema(LICENSE_STATUSES, true)
+fn license_status() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(LICENSE_STATUSES, false)
 }
 
 fn optional_settable_status() -> utoipa::openapi::ObjectBuilder {
@@ -192,9 +192,10 @@ pub struct Usage {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LicenseFilters {
-    #[param(schema_with = optional_license_status)]
+    #[param(schema_with = license_status)]
     pub status: Option<String>,
     pub product_id: Option<Uuid>,
+    #[param(schema_with = query_text)]
     pub product_code: Option<String>,
     pub user_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
@@ -549,13 +550,35 @@ async fn signing_keys(State(state): State<AppState>) -> Data<JwkSet> {
 
 // ----- IP slots ---------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct IpInput {
     #[schema(schema_with = ip_address)]
-    #[param(schema_with = ip_address)]
     pub ip_address: String,
+}
+
+/// `?ip_address=` of an unbind, for the document (required: the body alternative is not
+/// documented, and without either the answer is 422).
+pub struct UnbindQuery;
+
+impl IntoParams for UnbindQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{
+            Required,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("ip_address")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .description(Some("The address to free"))
+                .schema(Some(ip_address()))
+                .build(),
+        ]
+    }
 }
 
 impl Validate for IpInput {
@@ -610,7 +633,7 @@ async fn bind_ip(
 
 /// Frees an IP slot (owners and managers). The address goes in the query string
 /// (`?ip_address=…`) or a JSON body.
-#[utoipa::path(delete, path = "/api/licenses/{id}/unbind-ip", tag = "licenses", params(("id" = Uuid, Path), IpInput),
+#[utoipa::path(delete, path = "/api/licenses/{id}/unbind-ip", tag = "licenses", params(("id" = Uuid, Path), UnbindQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Unbound"), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 async fn unbind_ip(
@@ -688,6 +711,7 @@ async fn list_collisions(
 #[into_params(parameter_in = Query)]
 pub struct ValidationFilters {
     pub valid: Option<bool>,
+    #[param(schema_with = query_text)]
     pub result_code: Option<String>,
 }
 

@@ -164,8 +164,10 @@ pub struct SubscriptionUsage {
 pub struct OrgFilters {
     pub is_active: Option<bool>,
     /// Plan code, e.g. `pro`.
+    #[param(schema_with = validate::query_text)]
     pub plan: Option<String>,
     /// Substring of name or slug.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
     #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
@@ -237,6 +239,7 @@ pub struct CreateOrg {
     #[schema(schema_with = validate::optional_email)]
     pub billing_email: Option<String>,
     /// Plan code (default `free`).
+    #[schema(schema_with = validate::optional_plain_text)]
     pub plan: Option<String>,
 }
 
@@ -264,8 +267,6 @@ impl Validate for CreateOrg {
         OrgName::check(errors, "name", &self.name);
         if let Some(slug) = &self.slug {
             validate_slug(errors, slug);
-        } else if service::slugify(&self.name).is_empty() {
-            errors.add("slug", FieldProblem::Required);
         }
         Description::check_opt(errors, "description", self.description.as_deref());
         validate::check_url(errors, "website", self.website.as_deref());

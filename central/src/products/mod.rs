@@ -30,7 +30,7 @@ use crate::{
             self, Creates, FieldErrors, FieldProblem, Int, New, Text, Validate, one_of_schema,
         },
     },
-    orgs::{optional_slug, service::slugify, validate_slug},
+    orgs::{optional_slug, service::derived_slug, validate_slug},
     state::AppState,
 };
 
@@ -174,14 +174,18 @@ pub struct Product {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductFilters {
+    #[param(schema_with = validate::query_text)]
     pub status: Option<String>,
+    #[param(schema_with = validate::query_text)]
     pub product_type: Option<String>,
     pub category_id: Option<Uuid>,
     pub is_featured: Option<bool>,
+    #[param(schema_with = validate::query_text)]
     pub code: Option<String>,
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
     /// Substring of name, code or short description.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
     #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
@@ -315,7 +319,10 @@ async fn create_category(
     let now = Utc::now();
     let category = Category {
         id: Uuid::now_v7(),
-        slug: body.slug.clone().unwrap_or_else(|| slugify(&name)),
+        slug: body
+            .slug
+            .clone()
+            .unwrap_or_else(|| derived_slug(&name, "category")),
         name: name.trim().to_owned(),
         description: body.description,
         parent_id: body.parent_id,
@@ -655,7 +662,10 @@ async fn create_product(
     let product = Product {
         id: Uuid::now_v7(),
         code: body.code.clone().unwrap_or_default(),
-        slug: body.slug.clone().unwrap_or_else(|| slugify(&name)),
+        slug: body
+            .slug
+            .clone()
+            .unwrap_or_else(|| derived_slug(&name, "product")),
         name,
         short_description: body.short_description,
         description: body.description,

@@ -110,6 +110,7 @@ pub struct UserFilters {
     pub is_active: Option<bool>,
     pub organization_id: Option<Uuid>,
     /// Substring of email or name.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
     /// `YYYY-MM-DD` or RFC 3339.
     #[param(schema_with = TimeBound::schema)]
