@@ -21,7 +21,7 @@
 # the operations that call it answer as they do in production rather than 503. Reports (JUnit, and the failing cases as pytest) are written
 # to target/contract/.
 #
-# Needs python3 (with venv), the PostgreSQL client tools (createdb/dropdb) and the PyPI registry:
+# Needs python3 (with venv), the PostgreSQL client tools (dropdb) and the PyPI registry:
 # schemathesis is a pinned wheel installed on first use into target/contract-tools/venv (re-runs
 # skip the install; bump the pin to reinstall). Services are started by scripts/services.sh unless
 # the caller (scripts/test.sh) already did (CONTRACT_SERVICES_UP=1).
@@ -81,12 +81,10 @@ install_tools() {
   printf '%s\n' "$wanted" >"$stamp"
 }
 
-for tool in createdb dropdb; do
-  command -v "$tool" >/dev/null 2>&1 || {
-    echo "error: $tool not found; install the PostgreSQL client tools (Debian: postgresql-client)" >&2
-    exit 2
-  }
-done
+command -v dropdb >/dev/null 2>&1 || {
+  echo "error: dropdb not found; install the PostgreSQL client tools (Debian: postgresql-client)" >&2
+  exit 2
+}
 install_tools
 PY="$VENV/bin/python"
 
@@ -119,8 +117,7 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     fi
   done
-  dropdb --if-exists -d "$BASE_DB_URL" "$DB_NAME" 2>/dev/null \
-    || dropdb --if-exists "$DB_NAME" 2>/dev/null || true
+  dropdb --if-exists --maintenance-db="$BASE_DB_URL" "$DB_NAME" || true
   rm -rf "$WORK"
   if [[ "${CONTRACT_SERVICES_UP:-}" != 1 ]]; then
     scripts/services.sh down
