@@ -8,15 +8,18 @@
 #
 #   scripts/contract.sh --seed N --max-examples N     (`make contract` passes the project's values)
 #
-# The operations that end the caller's own session (logout, revoking a session, deleting a user —
-# which may be the caller) cannot share a token with the others: the first logout would turn every
-# later request into a 401. The main pass runs every other operation as the seeded admin; then each
-# session-ending operation runs in a pass of its own, as a second admin with a fresh session. The
-# passes together cover every operation of the document.
+# The operations that can end the caller's own session (logout, revoking a session, deleting a
+# user, and changing a user's role or state — the user may be the caller, whose id the stateful
+# phase finds at /api/auth/me) cannot share a token with the others: the first logout, or the
+# admin demoting itself, would turn every later request into a 401 or 403. The main pass runs
+# every other operation as the seeded admin; then each session-ending operation runs in a pass of
+# its own, as an admin of its own created beforehand. The passes together cover every operation
+# of the document. Each pass runs in a fresh directory: schemathesis keeps a cache where it runs,
+# and ids one pass saw must not reach another (the delete pass would delete the next one's admin).
 #
 # Tokens are HS256 JWTs minted here exactly as Supabase mints them, with a signing secret made up
 # for this run and given to central as SUPABASE_JWT_SECRET; the first admin is the seeded one, the
-# second is created through the API. Supabase Auth itself is a small fake speaking its wire format
+# others are created through the API. Supabase Auth itself is a small fake speaking its wire format
 # (admin user creation, token refresh — every refresh token is refused —, logout, JWKS), so that
 # the operations that call it answer as they do in production rather than 503. Reports (JUnit, and the failing cases as pytest) are written
 # to target/contract/.
@@ -49,11 +52,12 @@ PYTHON="${PYTHON:-python3}"
 REPORT_DIR="$REPO_ROOT/target/contract"
 REQUIREMENTS=("schemathesis==4.32.5")
 
-# The operations that end the caller's own session, as schemathesis labels them.
+# The operations that can end the caller's own session, as schemathesis labels them.
 SESSION_ENDING=(
   "POST /api/auth/logout"
   "DELETE /api/users/{id}"
   "DELETE /api/users/{id}/sessions/{session_id}"
+  "PATCH /api/users/{id}"
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -220,13 +224,15 @@ PY
 ADMIN_ID=30000000-0000-4000-8000-000000000001 # the seeded admin (central/src/seed.sql)
 ADMIN_TOKEN="$(token "$ADMIN_ID" admin@celaest.dev)"
 
-# The second admin, created through the API as a profile of an (assumed) existing Supabase user.
-SECOND_ID="$("$PY" -c 'import uuid; print(uuid.uuid4())')"
-SECOND_EMAIL="contract-$SECOND_ID@example.test"
-"$PY" - "$BASE_URL" "$ADMIN_TOKEN" "$SECOND_ID" "$SECOND_EMAIL" <<'PY'
-import json, sys, urllib.request
+# admin NAME: creates an admin through the API, as a profile of an (assumed) existing Supabase
+# user, and prints its id and e-mail.
+admin() {
+  "$PY" - "$BASE_URL" "$ADMIN_TOKEN" "$1" <<'PY'
+import json, sys, urllib.request, uuid
 
-base, token, user_id, email = sys.argv[1:5]
+base, token, name = sys.argv[1:4]
+user_id = str(uuid.uuid4())
+email = f"contract-{name}-{user_id[:8]}@example.test"
 request = urllib.request.Request(
     f"{base}/api/users", method="POST",
     data=json.dumps({"id": user_id, "email": email, "role": "admin"}).encode(),
@@ -234,7 +240,22 @@ request = urllib.request.Request(
 )
 with urllib.request.urlopen(request, timeout=10) as response:
     assert response.status == 201, response.status
+print(user_id, email)
 PY
+}
+
+# pass_name OPERATION: "DELETE /api/users/{id}" -> "delete-api-users-id".
+pass_name() {
+  local name
+  name="$(tr -c 'a-zA-Z0-9\n' '-' <<<"$1" | tr -s '-' | tr '[:upper:]' '[:lower:]')"
+  echo "${name%-}"
+}
+
+# Every pass's admin exists before any pass runs, so no pass can see another's id first.
+declare -A PASS_ADMIN
+for operation in "${SESSION_ENDING[@]}"; do
+  PASS_ADMIN["$operation"]="$(admin "$(pass_name "$operation")")"
+done
 
 SCHEMATHESIS=(
   "$VENV/bin/schemathesis" run "$BASE_URL/openapi.json"
@@ -250,15 +271,16 @@ SCHEMATHESIS=(
 
 # pass NAME TOKEN FILTER...: one schemathesis run; its reports are named after the pass.
 pass() {
-  local name="$1" bearer="$2"
+  local name="$1" bearer="$2" dir="$REPORT_DIR/$1"
   shift 2
   log "schemathesis, $name pass (seed $SEED, $MAX_EXAMPLES examples per operation)"
-  # From the report directory: schemathesis keeps a .schemathesis/ cache where it runs.
-  (cd "$REPORT_DIR" && "${SCHEMATHESIS[@]}" "$@" \
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  (cd "$dir" && "${SCHEMATHESIS[@]}" "$@" \
     -H "Authorization: Bearer $bearer" \
     --report "junit,pytest" \
-    --report-junit-path "$REPORT_DIR/$name.junit.xml" \
-    --report-pytest-path "$REPORT_DIR/$name.failures.py")
+    --report-junit-path "$dir/junit.xml" \
+    --report-pytest-path "$dir/failures.py")
 }
 
 status=0
@@ -266,11 +288,11 @@ main_filters=()
 for operation in "${SESSION_ENDING[@]}"; do main_filters+=(--exclude-name "$operation"); done
 pass main "$ADMIN_TOKEN" "${main_filters[@]}" || status=1
 for operation in "${SESSION_ENDING[@]}"; do
-  name="$(tr -c 'a-zA-Z0-9\n' '-' <<<"$operation" | tr -s '-' | tr '[:upper:]' '[:lower:]')"
-  pass "${name%-}" "$(token "$SECOND_ID" "$SECOND_EMAIL")" --include-name "$operation" || status=1
+  read -r id email <<<"${PASS_ADMIN[$operation]}"
+  pass "$(pass_name "$operation")" "$(token "$id" "$email")" --include-name "$operation" || status=1
 done
 if ((status)); then
-  log "contract FAILED: reports in ${REPORT_DIR#"$REPO_ROOT"/}, central's log in central.log"
+  log "contract FAILED: reports in ${REPORT_DIR#"$REPO_ROOT"/}/<pass>/, central's log in central.log"
 else
   log "contract passed"
 fi

@@ -319,7 +319,7 @@ pub fn not_both(a: &str, b: &str) -> AnyOfBuilder {
 /// `Error::Database`'s classification). For free-text filters and codes looked up as given.
 const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
-/// The schema of a free-text query parameter.
+/// The schema of a free-text query parameter (or an item of a list of free texts).
 pub fn query_text() -> ObjectBuilder {
     string(false).pattern(Some(NO_NUL_PATTERN))
 }

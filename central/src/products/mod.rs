@@ -103,8 +103,7 @@ fn optional_tags() -> utoipa::openapi::ArrayBuilder {
             utoipa::openapi::Type::Null,
         ]))
         .items(
-            utoipa::openapi::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::Type::String)
+            validate::query_text()
                 .min_length(Some(1))
                 .max_length(Some(TAGS_MAX)),
         )
