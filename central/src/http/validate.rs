@@ -114,7 +114,7 @@ pub fn one_of_schema(allowed: &[&str], optional: bool) -> ObjectBuilder {
 pub const EMAIL_MAX: usize = 320;
 
 /// Checks an e-mail address: one `@`, something before it, a dotted domain after it, no white
-/// space, at most [`EMAIL_MAX`] characters.
+/// space or control character, at most [`EMAIL_MAX`] characters.
 pub fn check_email(errors: &mut FieldErrors, field: &str, email: &str) {
     let ok = email.chars().count() <= EMAIL_MAX
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -123,7 +123,7 @@ pub fn check_email(errors: &mut FieldErrors, field: &str, email: &str) {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.matches('@').count() == 1;
     if !ok {
         errors.add(field, FieldProblem::InvalidFormat { expected: "email" });
@@ -140,18 +140,21 @@ pub fn optional_email() -> ObjectBuilder {
     email_schema(true)
 }
 
-/// The rule of [`check_email`] as a pattern, white space spelled out as Rust's
-/// `char::is_whitespace` has it (the `email` format alone would allow quoted local parts with
-/// spaces and dotless domains, which the rule refuses).
+/// The rule of [`check_email`] as a pattern: each class leaves out `@`, control characters
+/// (`\u0000-\u001F`, `\u007F-\u009F`) and white space as Rust's `char::is_whitespace` has it
+/// (the `email` format alone would allow quoted local parts with spaces and dotless domains,
+/// which the rule refuses).
 fn email_schema(optional: bool) -> ObjectBuilder {
-    string(optional).max_length(Some(EMAIL_MAX)).pattern(Some(concat!(
-        r"^[^@\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+",
-        r"@[^@.\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
-        r"[^@\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
-        r"\.",
-        r"[^@\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
-        r"[^@.\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]$",
-    )))
+    string(optional)
+        .max_length(Some(EMAIL_MAX))
+        .pattern(Some(concat!(
+            r"^[^@\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+",
+            r"@[^@.\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+            r"[^@\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
+            r"\.",
+            r"[^@\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
+            r"[^@.\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]$",
+        )))
 }
 
 /// The longest URL accepted.
