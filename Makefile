@@ -24,6 +24,12 @@ run: ## Start PostgreSQL/Redis if needed, migrate, seed, and run central with it
 test: ## Start PostgreSQL/Redis if needed and run every test (unit, integration, end-to-end)
 	@scripts/test.sh
 
+# The contract check's fixed seed and examples per operation: a run is reproducible, and a change
+# to either is a reviewed change here.
+.PHONY: contract
+contract: ## Start central and check it against its OpenAPI document with schemathesis (every operation)
+	@scripts/contract.sh --seed 20261205 --max-examples 50
+
 .PHONY: services
 services: ## Only make sure PostgreSQL and Redis answer (starting throwaway ones if needed)
 	@scripts/services.sh up

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: services up, the base database migrated (tests create their own databases next to
-# it), then every test of the workspace. Stops the services this script started.
+# it), then every test of the workspace, then the API contract check (`make contract`: schemathesis
+# against a running central). Stops the services this script started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,3 +17,6 @@ else
   echo "test: cargo-nextest not installed; using cargo test" >&2
   cargo test --workspace --no-fail-fast
 fi
+
+# The OpenAPI document against the server it describes; the services are already up.
+CONTRACT_SERVICES_UP=1 make --no-print-directory contract

@@ -12,7 +12,10 @@ use serde::Serialize;
 use utoipa::{
     Modify, OpenApi, ToSchema,
     openapi::{
-        self, ComponentsBuilder, ObjectBuilder, Type,
+        self, AllOfBuilder, ComponentsBuilder, ContentBuilder, ObjectBuilder, Ref, RefOr,
+        ResponseBuilder, Type,
+        header::HeaderBuilder,
+        path::{Operation, ParameterIn},
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -113,6 +116,249 @@ impl ApiDoc {
         let mut doc = Self::openapi();
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         doc
+    }
+
+    /// Finishes the document once every module's routes are in it: the shared error answers
+    /// ([`SharedErrors`]) attached to each operation they can reach, and flattened bodies
+    /// described as the one object serde reads ([`merge_flattened`]).
+    pub fn complete(doc: &mut openapi::OpenApi) {
+        SharedErrors.modify(doc);
+        if let Some(components) = doc.components.as_mut() {
+            for schema in components.schemas.values_mut() {
+                merge_flattened(schema);
+            }
+        }
+    }
+}
+
+/// A struct with a `#[serde(flatten)]` field is documented by utoipa as `allOf` of inline
+/// objects. When one of them also refuses unknown fields (`additionalProperties: false`), the
+/// `allOf` refuses every property of the others, so no body validates — yet serde reads the
+/// union. This merges such an `allOf` into the one object serde reads: every property, every
+/// required field, and unknown fields refused if any part refused them.
+fn merge_flattened(schema: &mut RefOr<openapi::Schema>) {
+    let RefOr::T(openapi::Schema::AllOf(all)) = schema else {
+        return;
+    };
+    let parts: Option<Vec<&openapi::Object>> = all
+        .items
+        .iter()
+        .map(|item| match item {
+            RefOr::T(openapi::Schema::Object(object)) => Some(object),
+            _ => None,
+        })
+        .collect();
+    let Some(parts) = parts else {
+        return;
+    };
+    let mut merged = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(all.description.clone())
+        .build();
+    for part in parts {
+        merged.properties.extend(part.properties.clone());
+        merged.required.extend(part.required.iter().cloned());
+        if part.additional_properties.is_some() {
+            merged.additional_properties = part.additional_properties.clone();
+        }
+    }
+    *schema = RefOr::T(openapi::Schema::Object(merged));
+}
+
+/// The error answers that come from the shared plumbing rather than from a handler — the gates,
+/// the extractors, the timeout — documented once as response components (each with the envelope,
+/// its `code` narrowed to the codes of its status) and attached to every operation they can
+/// reach, judged from what the operation declares:
+///
+/// | answer | when |
+/// |---|---|
+/// | 400 `INVALID_PATH_PARAMETER`, 404 | the path has parameters ([`extract::Path`], then the lookup) |
+/// | 400 `MALFORMED_JSON`, 413, 415, 422 | it takes a JSON body ([`extract::Json`]) |
+/// | 409 | it takes a JSON body: it writes, and what it names may not exist or clash ([`Error::Conflict`], unique constraints) |
+/// | 422 | it takes query parameters ([`extract::Query`] and the list rules) |
+/// | 401, 403 | it needs credentials (it declares `security`): the gate and the scope check |
+/// | 429 | it is under `/api` (every `/api` route passes a rate-limiting gate) |
+/// | 503 | always (the request timeout and an exhausted database pool) |
+///
+/// A status the handler documents itself keeps the handler's description. Responses left
+/// without a description get their status's reason phrase, as OpenAPI 3.1 requires one.
+///
+/// [`extract::Path`]: crate::http::extract::Path
+/// [`extract::Json`]: crate::http::extract::Json
+/// [`extract::Query`]: crate::http::extract::Query
+/// [`Error::Conflict`]: crate::http::Error::Conflict
+pub struct SharedErrors;
+
+/// `(status, component name, what it means)` of each shared error answer.
+const SHARED_ERRORS: [(u16, &str, &str); 10] = [
+    (
+        400,
+        "BadRequest",
+        "The request could not be read: a malformed path parameter or JSON body",
+    ),
+    (
+        401,
+        "Unauthorized",
+        "No valid credentials: a missing, invalid or expired token or API key, or a closed session",
+    ),
+    (
+        403,
+        "Forbidden",
+        "The caller may not do this: its role, its API key's scopes, or a disabled account",
+    ),
+    (
+        404,
+        "NotFound",
+        "Nothing with this id exists, or the caller may not see it",
+    ),
+    (
+        409,
+        "Conflict",
+        "The current state does not allow it: a named record does not exist or already does, or a time has passed (`details.fields` names each field)",
+    ),
+    (
+        413,
+        "PayloadTooLarge",
+        "The body is larger than the server accepts",
+    ),
+    (
+        415,
+        "UnsupportedMediaType",
+        "The body is not sent as `Content-Type: application/json`",
+    ),
+    (
+        422,
+        "ValidationFailed",
+        "Some fields or query parameters are invalid: `details.fields` names each one",
+    ),
+    (
+        429,
+        "RateLimited",
+        "Too many requests: retry after `Retry-After` seconds",
+    ),
+    (
+        503,
+        "Unavailable",
+        "The service could not answer in time, or a dependency is unavailable",
+    ),
+];
+
+impl SharedErrors {
+    /// The component answering with `status`: the envelope with `code` limited to that status.
+    fn component(status: u16, description: &str) -> openapi::Response {
+        let codes = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.status() == status && **c != ErrorCode::RouteNotFound)
+            .map(|c| c.as_str());
+        let narrowed = ObjectBuilder::new().property(
+            "error",
+            ObjectBuilder::new().property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(codes)),
+            ),
+        );
+        let schema = AllOfBuilder::new()
+            .item(Ref::from_schema_name("ApiErrorBody"))
+            .item(narrowed);
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        );
+        if status == 429 {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0)),
+                    ))
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            );
+        }
+        response.build()
+    }
+
+    /// The shared statuses `operation` at `path` can answer with.
+    fn statuses(path: &str, operation: &Operation) -> Vec<u16> {
+        let params_in = |place: ParameterIn| {
+            operation.parameters.iter().flatten().any(|p| match p {
+                RefOr::T(p) => p.parameter_in == place,
+                RefOr::Ref(_) => false,
+            })
+        };
+        let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+        let mut statuses = vec![503];
+        if path.starts_with("/api/") {
+            statuses.push(429);
+        }
+        if authenticated {
+            statuses.extend([401, 403]);
+        }
+        if params_in(ParameterIn::Path) {
+            statuses.extend([400, 404]);
+        }
+        if operation.request_body.is_some() {
+            statuses.extend([400, 409, 413, 415, 422]);
+        }
+        if params_in(ParameterIn::Query) {
+            statuses.push(422);
+        }
+        statuses
+    }
+}
+
+impl Modify for SharedErrors {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let components = doc
+            .components
+            .get_or_insert_with(|| ComponentsBuilder::new().build());
+        for (status, name, description) in SHARED_ERRORS {
+            components
+                .responses
+                .insert(name.to_owned(), Self::component(status, description).into());
+        }
+        for (path, item) in &mut doc.paths.paths {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let statuses = Self::statuses(path, operation);
+                let responses = &mut operation.responses.responses;
+                for status in statuses {
+                    let Some((_, name, _)) = SHARED_ERRORS.iter().find(|(s, ..)| *s == status)
+                    else {
+                        continue;
+                    };
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| Ref::from_response_name(*name).into());
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Answer")
+                            .to_owned();
+                    }
+                }
+            }
+        }
     }
 }
 

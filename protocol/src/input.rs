@@ -158,21 +158,21 @@ impl FieldErrors {
             .collect()
     }
 
-    /// Checks a required text: trimmed length within `min..=max` characters, and no control
-    /// characters but tab and line breaks.
+    /// Checks a required text: `min..=max` characters, not blank when `min > 0`, and no control
+    /// characters but tab and line breaks — exactly what [`TEXT_PATTERN`] and
+    /// [`NON_BLANK_TEXT_PATTERN`] with `minLength`/`maxLength` say in a schema, so a value the
+    /// document allows is accepted. Lengths count characters (Unicode scalar values), as JSON
+    /// Schema does.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        let len = value.trim().chars().count();
-        if value
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-        {
+        let len = value.chars().count();
+        if value.chars().any(is_forbidden_control) {
             self.add(
                 field,
                 FieldProblem::InvalidFormat {
                     expected: "text without control characters",
                 },
             );
-        } else if len == 0 && min > 0 {
+        } else if min > 0 && value.trim().is_empty() {
             self.add(field, FieldProblem::Required);
         } else if len < min {
             self.add(field, FieldProblem::TooShort { min });
@@ -208,6 +208,24 @@ impl FieldErrors {
     }
 }
 
+/// Control characters a text may not hold: every one but tab and line breaks.
+fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// The ECMA-262 pattern of a text [`FieldErrors::text`] accepts when blank is allowed: no
+/// control character (`\p{Cc}`: U+0000–U+001F, U+007F–U+009F) but tab and line breaks.
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
+/// The pattern of a text that may not be blank: [`TEXT_PATTERN`], with at least one character
+/// that is not white space (Rust's `char::is_whitespace`, spelled out so every regex dialect
+/// agrees).
+pub const NON_BLANK_TEXT_PATTERN: &str = concat!(
+    "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*",
+    "[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]",
+    "[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$",
+);
+
 /// Rules a request body must satisfy beyond its types. Each service's JSON extractor runs them,
 /// so a handler only ever sees a body that passed.
 pub trait Validate {
@@ -236,6 +254,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonProblem> {
     })?;
     de.end().map_err(|e| json_problem(".", &e))?;
     Ok(value)
+}
+
+/// [`parse_json`], reading a number with a zero fraction or an exponent (`5.0`, `1e3`) as the
+/// integer it is, as JSON Schema does (`5.0` is an `integer` there, but not to serde), so that a
+/// body the OpenAPI document allows is read. Central's extractor uses it; the edge's validation
+/// path keeps the single-pass [`parse_json`], whose one body has no integer fields.
+pub fn parse_json_integral<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonProblem> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| json_problem(".", &e))?;
+    integral_numbers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        json_problem(&path, err.inner())
+    })
+}
+
+/// Rewrites every float with no fractional part that fits an `i64` or a `u64` as that integer.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // The casts are exact: `f` is integral and inside the target's range.
+                #[expect(clippy::cast_possible_truncation, reason = "checked range")]
+                let integer = if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
+                {
+                    Some(serde_json::Number::from(f as i64))
+                } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                    #[expect(clippy::cast_sign_loss, reason = "checked range")]
+                    Some(serde_json::Number::from(f as u64))
+                } else {
+                    None
+                };
+                if let Some(integer) = integer {
+                    *n = integer;
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 fn json_problem(path: &str, err: &serde_json::Error) -> JsonProblem {
@@ -307,12 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn text_checks_trimmed_character_length() {
+    fn text_counts_characters_and_refuses_blank_and_control_characters() {
         let mut errors = FieldErrors::new();
         errors.text("a", "   ", 1, 10);
         errors.text("b", "ñandú", 1, 5);
         errors.text("c", "abcdef", 1, 5);
         errors.text("d", "a", 2, 5);
+        errors.text("e", " abcd ", 1, 5);
+        errors.text("f", "a\u{7}b", 0, 5);
+        errors.text("g", "a\tb\r\n", 1, 5);
+        errors.text("h", "", 0, 5);
         let codes: Vec<_> = errors
             .render(Lang::Es)
             .into_iter()
@@ -323,9 +386,30 @@ mod tests {
             vec![
                 ("a".into(), "REQUIRED"),
                 ("c".into(), "TOO_LONG"),
-                ("d".into(), "TOO_SHORT")
+                ("d".into(), "TOO_SHORT"),
+                ("e".into(), "TOO_LONG"),
+                ("f".into(), "INVALID_FORMAT"),
             ]
         );
+    }
+
+    #[test]
+    fn integral_floats_are_read_as_integers_and_fractions_are_not() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            count: i64,
+            big: u64,
+        }
+        let body: Body = parse_json_integral(br#"{"count": -5.0, "big": 1e19}"#).unwrap();
+        assert_eq!((body.count, body.big), (-5, 10_000_000_000_000_000_000));
+        assert!(matches!(
+            parse_json_integral::<Body>(br#"{"count": 5.5, "big": 1}"#),
+            Err(JsonProblem::Fields(_))
+        ));
+        assert!(matches!(
+            parse_json_integral::<Body>(br#"{"count": 5,"#),
+            Err(JsonProblem::Malformed { .. })
+        ));
     }
 
     #[test]

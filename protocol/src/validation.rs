@@ -533,6 +533,15 @@ impl ValidationAnswer {
 /// Most validations one batch request may carry.
 pub const BATCH_MAX: usize = 100;
 
+/// The longest value of each field of a validation request, in characters (central documents
+/// them from here).
+pub mod limits {
+    pub const KEY: usize = 64;
+    pub const IP: usize = 64;
+    pub const DEVICE_INFO: usize = 512;
+    pub const NONCE: usize = 256;
+}
+
 /// The field limits of a validation request (prefix `items[3].` inside a batch) — the same at
 /// central and at every edge. A request within them is always answered 200 with a verdict.
 pub fn check_request_fields(
@@ -540,15 +549,30 @@ pub fn check_request_fields(
     prefix: &str,
     request: &ValidateRequest,
 ) {
-    errors.text(&format!("{prefix}license_key"), &request.license_key, 1, 64);
-    errors.text(&format!("{prefix}ip_address"), &request.ip_address, 1, 64);
+    errors.text(
+        &format!("{prefix}license_key"),
+        &request.license_key,
+        1,
+        limits::KEY,
+    );
+    errors.text(
+        &format!("{prefix}ip_address"),
+        &request.ip_address,
+        1,
+        limits::IP,
+    );
     errors.opt_text(
         &format!("{prefix}device_info"),
         request.device_info.as_deref(),
         0,
-        512,
+        limits::DEVICE_INFO,
     );
-    errors.opt_text(&format!("{prefix}nonce"), request.nonce.as_deref(), 1, 256);
+    errors.opt_text(
+        &format!("{prefix}nonce"),
+        request.nonce.as_deref(),
+        1,
+        limits::NONCE,
+    );
 }
 
 impl crate::input::Validate for ValidateRequest {

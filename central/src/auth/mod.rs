@@ -33,7 +33,7 @@ use crate::{
         Error, ErrorCode, Result,
         extract::Json,
         response::{Data, NoContent},
-        validate::{FieldErrors, Validate},
+        validate::{FieldErrors, Text, Validate},
     },
     orgs,
     state::AppState,
@@ -143,8 +143,14 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// A Supabase access token.
+    #[schema(schema_with = AccessToken::schema)]
     pub token: String,
 }
+
+/// An access token as a request carries it.
+type AccessToken = Text<1, 16_384>;
+/// A refresh token.
+type RefreshToken = Text<1, 4096>;
 
 /// Tokens never print.
 macro_rules! redacted_debug {
@@ -161,7 +167,7 @@ redacted_debug!(VerifyRequest, RefreshRequest);
 
 impl Validate for VerifyRequest {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.text("token", &self.token, 1, 16_384);
+        AccessToken::check(errors, "token", &self.token);
     }
 }
 
@@ -216,12 +222,13 @@ async fn verify(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(schema_with = RefreshToken::schema)]
     pub refresh_token: String,
 }
 
 impl Validate for RefreshRequest {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.text("refresh_token", &self.refresh_token, 1, 4096);
+        RefreshToken::check(errors, "refresh_token", &self.refresh_token);
     }
 }
 

@@ -4,6 +4,12 @@
 //! database and other internal errors are logged once here, at the edge of the request, and
 //! answered as `INTERNAL_ERROR` without their internals. Constraint violations that reach this
 //! point unhandled still become 409/422 rather than 500, so bad input can never look like a crash.
+//!
+//! Field problems come in two kinds. A request that breaks a rule its OpenAPI schema states is
+//! 422 `VALIDATION_FAILED` ([`Error::Validation`]). A well-formed request that the current state
+//! does not allow — it names a record that does not exist, or a time that has already passed — is
+//! 409 `CONFLICT` ([`Error::Conflict`]), with the same `details.fields`: no schema can say which
+//! ids exist or what time it is, and a request the document allows is never answered 422.
 
 use axum::{
     http::{HeaderValue, StatusCode, header},
@@ -33,6 +39,10 @@ pub enum Error {
     /// Fields that failed validation (422 `VALIDATION_FAILED`).
     #[error("validation failed")]
     Validation(FieldErrors),
+
+    /// Well-formed fields the current state does not allow (409 `CONFLICT`).
+    #[error("conflict with the current state")]
+    Conflict(FieldErrors),
 
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -78,6 +88,11 @@ impl Error {
         Self::Validation(FieldErrors::single(field, problem))
     }
 
+    /// A single field the current state does not allow, e.g. an id naming nothing.
+    pub fn conflict(field: impl Into<String>, problem: FieldProblem) -> Self {
+        Self::Conflict(FieldErrors::single(field, problem))
+    }
+
     /// Too many requests, to be retried after `seconds`.
     pub fn rate_limited(seconds: u64) -> Self {
         Self::Api {
@@ -92,6 +107,7 @@ impl Error {
         match self {
             Self::Api { code, .. } => *code,
             Self::Validation(_) => ErrorCode::ValidationFailed,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Database(e) => classify_database(e).map_or(ErrorCode::Internal, |(code, _)| code),
             Self::Redis(_) | Self::Internal(_) => ErrorCode::Internal,
         }
@@ -158,6 +174,11 @@ impl IntoResponse for Error {
             Self::Validation(fields) => envelope(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::ValidationFailed,
+                json!({ "fields": fields.render(lang) }),
+            ),
+            Self::Conflict(fields) => envelope(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
                 json!({ "fields": fields.render(lang) }),
             ),
             Self::Database(ref err) if classify_database(err).is_some() => {

@@ -85,9 +85,10 @@ fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Deserializes JSON, telling broken syntax (400) from well-formed JSON of the wrong shape (422).
+/// Deserializes JSON, telling broken syntax (400) from well-formed JSON of the wrong shape (422);
+/// integral numbers written as floats (`5.0`) count as integers, as the schema says.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    celaest_protocol::input::parse_json(bytes).map_err(|problem| match problem {
+    celaest_protocol::input::parse_json_integral(bytes).map_err(|problem| match problem {
         JsonProblem::Malformed { line, column } => Error::with_details(
             ErrorCode::MalformedJson,
             json!({ "line": line, "column": column }),

@@ -63,7 +63,8 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
 
 /// The complete application: routes, documentation and the middleware stack.
 pub fn build_router(state: AppState) -> Router {
-    let (router, openapi) = api_router(&state).split_for_parts();
+    let (router, mut openapi) = api_router(&state).split_for_parts();
+    docs::ApiDoc::complete(&mut openapi);
     with_middleware(router.merge(docs::router(&openapi)), &state.config).with_state(state)
 }
 

@@ -4,10 +4,24 @@
 //! `sort` is checked against each endpoint's whitelist of columns and turned into a
 //! `&'static str` from that whitelist, so it can be pushed into SQL without ever carrying user
 //! text; every other value goes through `push_bind`.
+//!
+//! The OpenAPI document shows the same rules: [`ListQuery<T>`] documents the page and sort
+//! parameters of a list of `T` from `T`'s [`Listed::SORT`] — the spec its handler validates
+//! with — and [`TimeBound`]'s schema is a date or a date-time.
+
+use std::marker::PhantomData;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Deserializer};
 use sqlx::{Postgres, QueryBuilder};
+use utoipa::{
+    IntoParams,
+    openapi::{
+        KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        path::{Parameter, ParameterBuilder, ParameterIn},
+        schema::AnyOfBuilder,
+    },
+};
 
 use super::{
     error::Error,
@@ -16,6 +30,54 @@ use super::{
 
 pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_PER_PAGE: u32 = 100;
+/// The last page that can be asked for: its offset still fits a `u32`.
+pub const MAX_PAGE: i64 = (u32::MAX / MAX_PER_PAGE) as i64;
+/// The directions `order` accepts.
+const ORDERS: [&str; 2] = ["asc", "desc"];
+
+/// A type listed by an endpoint, with the columns its list may be sorted by.
+pub trait Listed {
+    const SORT: SortSpec;
+}
+
+/// The page and sort parameters of a list of `T`, for the OpenAPI document: what
+/// [`ListParams::validate`] with `T::SORT` accepts.
+pub struct ListQuery<T>(PhantomData<T>);
+
+impl<T: Listed> IntoParams for ListQuery<T> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let integer = |min: i64, max: i64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(min))
+                .maximum(Some(max))
+        };
+        let one_of = |allowed: Vec<&'static str>| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(allowed))
+        };
+        vec![
+            query("page", "Page number, from 1.", integer(1, MAX_PAGE)),
+            query(
+                "per_page",
+                "Items per page (default 20).",
+                integer(1, i64::from(MAX_PER_PAGE)),
+            ),
+            query("sort", "The column to sort by.", one_of(T::SORT.names())),
+            query("order", "The direction.", one_of(ORDERS.to_vec())),
+        ]
+    }
+}
 
 /// The raw list parameters of a query string.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,12 +153,12 @@ impl ListParams {
     pub fn validate(&self, spec: &SortSpec) -> Result<ListRequest, Error> {
         let mut errors = FieldErrors::new();
         let page = self.page.unwrap_or(1);
-        if page < 1 || page > i64::from(u32::MAX / MAX_PER_PAGE) {
+        if !(1..=MAX_PAGE).contains(&page) {
             errors.add(
                 "page",
                 FieldProblem::OutOfRange {
                     min: 1,
-                    max: i64::from(u32::MAX / MAX_PER_PAGE),
+                    max: MAX_PAGE,
                 },
             );
         }
@@ -126,12 +188,7 @@ impl ListParams {
                 },
             );
         }
-        let order = match self
-            .order
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        let order = match self.order.as_deref() {
             None => Some(spec.default.order),
             Some("asc") => Some(Order::Asc),
             Some("desc") => Some(Order::Desc),
@@ -141,7 +198,7 @@ impl ListParams {
             errors.add(
                 "order",
                 FieldProblem::NotOneOf {
-                    allowed: vec!["asc", "desc"],
+                    allowed: ORDERS.to_vec(),
                 },
             );
         }
@@ -192,6 +249,23 @@ impl TimeBound {
         NaiveDate::parse_from_str(raw, "%Y-%m-%d")
             .ok()
             .map(|d| Self(d.and_time(NaiveTime::MIN).and_utc()))
+    }
+}
+
+impl TimeBound {
+    /// The schema of a time bound query parameter: a date or an RFC 3339 date-time.
+    pub fn schema() -> AnyOfBuilder {
+        let of = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        AnyOfBuilder::new()
+            .item(of(KnownFormat::Date))
+            .item(of(KnownFormat::DateTime))
+            .description(Some(
+                "A date (`YYYY-MM-DD`, midnight UTC) or an RFC 3339 timestamp",
+            ))
     }
 }
 
@@ -338,7 +412,7 @@ mod tests {
 
     #[test]
     fn sort_maps_names_to_whitelisted_columns() {
-        let list = params(Some(3), Some(50), Some("name"), Some("ASC"))
+        let list = params(Some(3), Some(50), Some("name"), Some("asc"))
             .validate(&SPEC)
             .unwrap();
         assert_eq!(

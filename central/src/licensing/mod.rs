@@ -32,15 +32,42 @@ use crate::{
         client_ip::ClientIp,
         context::current_lang,
         extract::{Json, Path, Query},
-        pagination::{ListParams, Order, Sort, SortSpec, TimeBound},
+        pagination::{ListParams, ListQuery, Listed, Order, Sort, SortSpec, TimeBound},
         response::{Created, Data, NoContent, Page},
-        validate::{FieldErrors, FieldProblem, Validate},
+        validate::{
+            Creates, FieldErrors, FieldProblem, Int, New, Text, Validate, exactly_one_of,
+            ip_address, one_of_schema, query_text, with_rule,
+        },
     },
     state::AppState,
-    users::ListQueryDoc,
 };
 
 pub const LICENSE_STATUSES: &[&str] = &["active", "suspended", "revoked", "expired"];
+/// The statuses an update may set (revoke and reactivate have their own endpoints).
+const SETTABLE_STATUSES: &[&str] = &["active", "suspended"];
+/// Where a renewal counts from.
+const RENEW_FROM: &[&str] = &["expiry", "now"];
+
+/// How many IP addresses a license may bind.
+type MaxIps = Int<1, 1000>;
+/// A license's notes.
+type Notes = Text<0, 5000>;
+/// Why a license was suspended, revoked or reactivated.
+type ReasonText = Text<1, 1000>;
+/// Days a renewal adds.
+type RenewDays = Int<1, 36_500>;
+
+fn license_status() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(LICENSE_STATUSES, false)
+}
+
+fn optional_settable_status() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(SETTABLE_STATUSES, true)
+}
+
+fn optional_renew_from() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(RENEW_FROM, true)
+}
 
 /// Routes for licensed software: no credentials, limited per client IP.
 pub fn public_router() -> OpenApiRouter<AppState> {
@@ -172,18 +199,20 @@ pub struct Usage {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LicenseFilters {
+    #[param(schema_with = license_status)]
     pub status: Option<String>,
     pub product_id: Option<Uuid>,
+    #[param(schema_with = query_text)]
     pub product_code: Option<String>,
     pub user_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_before: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub expires_after: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub expires_before: Option<TimeBound>,
 }
 
@@ -201,8 +230,12 @@ const LICENSE_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for License {
+    const SORT: SortSpec = LICENSE_SORT;
+}
+
 /// Licenses: all for admins, developers and viewers; a client's own and its organizations'.
-#[utoipa::path(get, path = "/api/licenses", tag = "licenses", params(ListQueryDoc, LicenseFilters),
+#[utoipa::path(get, path = "/api/licenses", tag = "licenses", params(ListQuery<License>, LicenseFilters),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<License>), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 async fn list_licenses(
@@ -242,34 +275,24 @@ pub struct CreateLicense {
     pub user_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
     /// Default: the product's (5 unless it says otherwise).
+    #[schema(schema_with = MaxIps::optional)]
     pub max_ips: Option<i32>,
     /// Default: now plus the product's license duration; perpetual when it has none.
     pub expires_at: Option<DateTime<Utc>>,
+    #[schema(schema_with = Notes::optional)]
     pub notes: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 fn validate_common(
     errors: &mut FieldErrors,
     max_ips: Option<i32>,
-    expires_at: Option<DateTime<Utc>>,
     notes: Option<&str>,
     metadata: Option<&serde_json::Value>,
 ) {
-    if let Some(max) = max_ips {
-        errors.range("max_ips", i64::from(max), 1, 1000);
-    }
-    if expires_at.is_some_and(|at| at <= Utc::now()) {
-        errors.add(
-            "expires_at",
-            FieldProblem::Custom {
-                code: "IN_THE_PAST",
-                es: "debe ser una fecha futura",
-                en: "must be in the future",
-            },
-        );
-    }
-    errors.opt_text("notes", notes, 0, 5000);
+    MaxIps::check_opt(errors, "max_ips", max_ips.map(i64::from));
+    Notes::check_opt(errors, "notes", notes);
     if metadata.is_some_and(|m| !m.is_object()) {
         errors.add(
             "metadata",
@@ -285,7 +308,6 @@ impl Validate for CreateLicense {
         validate_common(
             errors,
             self.max_ips,
-            self.expires_at,
             self.notes.as_deref(),
             self.metadata.as_ref(),
         );
@@ -325,14 +347,19 @@ async fn get_license(
 pub struct UpdateLicense {
     pub user_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
+    #[schema(schema_with = MaxIps::optional)]
     pub max_ips: Option<i32>,
     pub expires_at: Option<DateTime<Utc>>,
+    #[schema(schema_with = Notes::optional)]
     pub notes: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// `suspended` (from active) or `active` (from suspended); revoke and reactivate have their
     /// own endpoints.
+    #[schema(schema_with = optional_settable_status)]
     pub status: Option<String>,
     /// Why, for a suspension.
+    #[schema(schema_with = ReasonText::optional)]
     pub reason: Option<String>,
 }
 
@@ -341,14 +368,13 @@ impl Validate for UpdateLicense {
         validate_common(
             errors,
             self.max_ips,
-            self.expires_at,
             self.notes.as_deref(),
             self.metadata.as_ref(),
         );
         if let Some(status) = &self.status {
-            errors.one_of("status", status, &["active", "suspended"]);
+            errors.one_of("status", status, SETTABLE_STATUSES);
         }
-        errors.opt_text("reason", self.reason.as_deref(), 1, 1000);
+        ReasonText::check_opt(errors, "reason", self.reason.as_deref());
     }
 }
 
@@ -387,25 +413,47 @@ async fn delete_license(
 // ----- validation -------------------------------------------------------------------------
 
 /// `POST /api/licenses/validate`'s body, as documented (the wire type is `protocol`'s
-/// `ValidateRequest`, shared with the edges; a test keeps the two in step).
-#[derive(Debug, ToSchema)]
+/// `ValidateRequest`, shared with the edges; a test keeps the two in step). `Deserialize` only
+/// so that the schema carries serde's refusal of unknown fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documentation only")]
 pub struct ValidateBody {
-    /// `CELAEST-{PRODUCT_CODE}-{RANDOM_8}-{CHECKSUM_4}`.
+    /// `CELAEST-{PRODUCT_CODE}-{RANDOM_8}-{CHECKSUM_4}`; a key of another shape is answered
+    /// 200 with `INVALID_KEY_FORMAT`.
+    #[schema(schema_with = Text::<1, { protocol_limits::KEY }>::schema)]
     license_key: String,
     /// The client's address as it sees it; the request's source address is what binds a slot.
+    /// One that is not an address is answered 200 with `INVALID_IP_ADDRESS`.
+    #[schema(schema_with = Text::<1, { protocol_limits::IP }>::schema)]
     ip_address: String,
+    #[schema(schema_with = Text::<0, { protocol_limits::DEVICE_INFO }>::optional)]
     device_info: Option<String>,
     /// Echoed in the signed answer, so the client can reject a replayed one.
+    #[schema(schema_with = Text::<1, { protocol_limits::NONCE }>::optional)]
     nonce: Option<String>,
 }
 
+/// The field limits `celaest_protocol::validation::check_request_fields` applies.
+mod protocol_limits {
+    pub use celaest_protocol::validation::limits::{DEVICE_INFO, IP, KEY, NONCE};
+}
+
 /// `POST /api/licenses/batch-validate`'s body, as documented (`protocol`'s `BatchRequest`).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documentation only")]
 pub struct BatchBody {
-    /// 1–100 validations.
+    #[schema(schema_with = batch_items)]
     items: Vec<ValidateBody>,
+}
+
+/// 1–[`BATCH_MAX`](celaest_protocol::validation::BATCH_MAX) validations.
+fn batch_items() -> utoipa::openapi::ArrayBuilder {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("ValidateBody"))
+        .min_items(Some(1))
+        .max_items(Some(celaest_protocol::validation::BATCH_MAX))
 }
 
 /// The verdict of one validation, as documented (the wire type is `protocol`'s
@@ -518,10 +566,35 @@ async fn signing_keys(State(state): State<AppState>) -> Data<JwkSet> {
 
 // ----- IP slots ---------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpInput {
+    #[schema(schema_with = ip_address)]
     pub ip_address: String,
+}
+
+/// `?ip_address=` of an unbind, for the document (required: the body alternative is not
+/// documented, and without either the answer is 422).
+pub struct UnbindQuery;
+
+impl IntoParams for UnbindQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{
+            Required,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("ip_address")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .description(Some("The address to free"))
+                .schema(Some(ip_address()))
+                .build(),
+        ]
+    }
 }
 
 impl Validate for IpInput {
@@ -576,7 +649,7 @@ async fn bind_ip(
 
 /// Frees an IP slot (owners and managers). The address goes in the query string
 /// (`?ip_address=…`) or a JSON body.
-#[utoipa::path(delete, path = "/api/licenses/{id}/unbind-ip", tag = "licenses", params(("id" = Uuid, Path), IpInput),
+#[utoipa::path(delete, path = "/api/licenses/{id}/unbind-ip", tag = "licenses", params(("id" = Uuid, Path), UnbindQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Unbound"), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 async fn unbind_ip(
@@ -626,8 +699,12 @@ const COLLISION_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for Collision {
+    const SORT: SortSpec = COLLISION_SORT;
+}
+
 /// Concurrent-use episodes detected for a license.
-#[utoipa::path(get, path = "/api/licenses/{id}/collisions", tag = "licenses", params(("id" = Uuid, Path), ListQueryDoc),
+#[utoipa::path(get, path = "/api/licenses/{id}/collisions", tag = "licenses", params(("id" = Uuid, Path), ListQuery<Collision>),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<Collision>), (status = 404, body = ApiErrorBody)))]
 async fn list_collisions(
@@ -650,6 +727,7 @@ async fn list_collisions(
 #[into_params(parameter_in = Query)]
 pub struct ValidationFilters {
     pub valid: Option<bool>,
+    #[param(schema_with = query_text)]
     pub result_code: Option<String>,
 }
 
@@ -661,8 +739,12 @@ const VALIDATION_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for ValidationRow {
+    const SORT: SortSpec = VALIDATION_SORT;
+}
+
 /// The validation history of a license.
-#[utoipa::path(get, path = "/api/licenses/{id}/validations", tag = "licenses", params(("id" = Uuid, Path), ListQueryDoc, ValidationFilters),
+#[utoipa::path(get, path = "/api/licenses/{id}/validations", tag = "licenses", params(("id" = Uuid, Path), ListQuery<ValidationRow>, ValidationFilters),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<ValidationRow>), (status = 404, body = ApiErrorBody)))]
 async fn list_validations(
@@ -686,9 +768,11 @@ async fn list_validations(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewLicense {
-    /// Days to add (1–36500).
+    /// Days to add.
+    #[schema(schema_with = RenewDays::optional)]
     pub days: Option<i32>,
     /// `expiry` (default: add to the current expiry while it is in the future) or `now`.
+    #[schema(schema_with = optional_renew_from)]
     pub from: Option<String>,
     /// Or an exact new expiry.
     pub until: Option<DateTime<Utc>>,
@@ -706,27 +790,32 @@ impl Validate for RenewLicense {
                     en: "give days or until, not both",
                 },
             ),
-            (Some(days), None) => errors.range("days", i64::from(days), 1, 36_500),
-            (None, Some(until)) if until <= Utc::now() => {
-                errors.add(
-                    "until",
-                    FieldProblem::Custom {
-                        code: "IN_THE_PAST",
-                        es: "debe ser una fecha futura",
-                        en: "must be in the future",
-                    },
-                );
-            }
-            _ => {}
+            (Some(days), None) => RenewDays::check(errors, "days", i64::from(days)),
+            (None, Some(_)) => {}
         }
         if let Some(from) = &self.from {
-            errors.one_of("from", from, &["expiry", "now"]);
+            errors.one_of("from", from, RENEW_FROM);
         }
     }
 }
 
+/// [`RenewLicense`] as documented: `days` or `until`, exactly one.
+pub struct RenewBody;
+
+impl utoipa::PartialSchema for RenewBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        with_rule(
+            RenewLicense::schema(),
+            exactly_one_of(&[("days", Type::Integer), ("until", Type::String)]),
+        )
+    }
+}
+
+impl ToSchema for RenewBody {}
+
 /// Extends a license's expiry (an expired license becomes active again).
-#[utoipa::path(post, path = "/api/licenses/{id}/renew", tag = "licenses", params(("id" = Uuid, Path)), request_body = RenewLicense,
+#[utoipa::path(post, path = "/api/licenses/{id}/renew", tag = "licenses", params(("id" = Uuid, Path)), request_body = RenewBody,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Envelope<License>), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody)))]
@@ -745,17 +834,37 @@ async fn renew(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
+    #[schema(schema_with = ReasonText::optional)]
     pub reason: Option<String>,
 }
 
 impl Validate for Reason {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.opt_text("reason", self.reason.as_deref(), 1, 1000);
+        ReasonText::check_opt(errors, "reason", self.reason.as_deref());
     }
 }
 
+impl Creates for Reason {
+    const REQUIRED: &'static [&'static str] = &["reason"];
+
+    fn has(&self, field: &str) -> bool {
+        field != "reason" || self.reason.is_some()
+    }
+}
+
+/// The body of a revocation, for the document: a [`Reason`] that is given.
+pub struct RevokeReason;
+
+impl utoipa::PartialSchema for RevokeReason {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        New::<Reason>::schema()
+    }
+}
+
+impl ToSchema for RevokeReason {}
+
 /// Revokes a license, with a reason: every edge refuses it from its next change on.
-#[utoipa::path(post, path = "/api/licenses/{id}/revoke", tag = "licenses", params(("id" = Uuid, Path)), request_body = Reason,
+#[utoipa::path(post, path = "/api/licenses/{id}/revoke", tag = "licenses", params(("id" = Uuid, Path)), request_body = RevokeReason,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Envelope<License>), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody)))]
@@ -764,7 +873,7 @@ async fn revoke(
     Scoped(principal, _): Scoped<LicensesWrite>,
     meta: RequestMeta,
     Path(id): Path<Uuid>,
-    Json(body): Json<Reason>,
+    Json(New(body)): Json<New<Reason>>,
 ) -> Result<Data<License>> {
     let reason = body
         .reason

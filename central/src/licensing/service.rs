@@ -18,7 +18,10 @@ use super::{
 use crate::{
     audit::{self, Actor, AuditEvent, RequestMeta},
     auth::principal::{Principal, Role},
-    http::{Error, ErrorCode, Result, ResultExt, validate::FieldProblem},
+    http::{
+        Error, ErrorCode, Result, ResultExt,
+        validate::{FieldProblem, ensure_future},
+    },
     state::AppState,
 };
 
@@ -47,7 +50,7 @@ pub async fn visible(state: &AppState, principal: &Principal, id: Uuid) -> Resul
 }
 
 fn field_not_found(field: &'static str) -> impl FnOnce() -> Error {
-    move || Error::field(field, FieldProblem::NotFound)
+    move || Error::conflict(field, FieldProblem::NotFound)
 }
 
 pub async fn create(
@@ -58,6 +61,7 @@ pub async fn create(
     meta: &RequestMeta,
 ) -> Result<License> {
     principal.ensure(principal.manages_catalogue())?;
+    ensure_future("expires_at", body.expires_at)?;
     let product = store::product_facts(&state.db, body.product_id)
         .await?
         .ok_or_else(field_not_found("product_id"))?;
@@ -226,6 +230,7 @@ pub async fn update(
     body: UpdateLicense,
     meta: &RequestMeta,
 ) -> Result<License> {
+    ensure_future("expires_at", body.expires_at)?;
     change(state, principal, id, meta, "license.updated", |l| {
         if let Some(user) = body.user_id {
             l.user_id = Some(user);
@@ -268,6 +273,7 @@ pub async fn renew(
     body: RenewLicense,
     meta: &RequestMeta,
 ) -> Result<License> {
+    ensure_future("until", body.until)?;
     change(state, principal, id, meta, "license.renewed", |l| {
         if l.status == "revoked" {
             return Err(Error::with_details(

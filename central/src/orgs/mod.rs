@@ -22,13 +22,34 @@ use crate::{
     http::{
         Result,
         extract::{Json, Path, Query},
-        pagination::{ListParams, Order, Sort, SortSpec, TimeBound},
+        pagination::{ListParams, ListQuery, Listed, Order, Sort, SortSpec, TimeBound},
         response::{Created, Data, NoContent, Page},
-        validate::{FieldErrors, FieldProblem, Validate},
+        validate::{self, FieldErrors, FieldProblem, Text, Validate},
     },
     state::AppState,
-    users::{ListQueryDoc, validate_email},
 };
+
+/// An organization's name.
+type OrgName = Text<1, 200>;
+/// An organization's description.
+type Description = Text<0, 2000>;
+
+/// The longest slug.
+pub const SLUG_MAX: usize = 63;
+
+/// What [`validate_slug`] accepts, as a pattern.
+const SLUG_PATTERN: &str = "^[a-z0-9]+(-[a-z0-9]+)*$";
+
+/// The schema of a slug a body may omit.
+pub fn optional_slug() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::Type::String,
+            utoipa::openapi::Type::Null,
+        ]))
+        .max_length(Some(SLUG_MAX))
+        .pattern(Some(SLUG_PATTERN))
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -143,12 +164,14 @@ pub struct SubscriptionUsage {
 pub struct OrgFilters {
     pub is_active: Option<bool>,
     /// Plan code, e.g. `pro`.
+    #[param(schema_with = validate::query_text)]
     pub plan: Option<String>,
     /// Substring of name or slug.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_before: Option<TimeBound>,
 }
 
@@ -164,6 +187,10 @@ const ORG_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for Organization {
+    const SORT: SortSpec = ORG_SORT;
+}
+
 const MEMBER_SORT: SortSpec = SortSpec {
     allowed: &[
         ("joined_at", "m.created_at"),
@@ -176,8 +203,12 @@ const MEMBER_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for Member {
+    const SORT: SortSpec = MEMBER_SORT;
+}
+
 /// Organizations: all for admins and viewers, otherwise those the caller belongs to.
-#[utoipa::path(get, path = "/api/organizations", tag = "organizations", params(ListQueryDoc, OrgFilters),
+#[utoipa::path(get, path = "/api/organizations", tag = "organizations", params(ListQuery<Organization>, OrgFilters),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<Organization>), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 async fn list_orgs(
@@ -194,20 +225,27 @@ async fn list_orgs(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
+    #[schema(schema_with = OrgName::schema)]
     pub name: String,
     /// Lowercase kebab-case; derived from the name when absent.
+    #[schema(schema_with = optional_slug)]
     pub slug: Option<String>,
+    #[schema(schema_with = Description::optional)]
     pub description: Option<String>,
+    #[schema(schema_with = validate::optional_url)]
     pub website: Option<String>,
+    #[schema(schema_with = validate::optional_url)]
     pub logo_url: Option<String>,
+    #[schema(schema_with = validate::optional_email)]
     pub billing_email: Option<String>,
     /// Plan code (default `free`).
+    #[schema(schema_with = validate::optional_plain_text)]
     pub plan: Option<String>,
 }
 
 pub fn validate_slug(errors: &mut FieldErrors, slug: &str) {
     let ok = !slug.is_empty()
-        && slug.len() <= 63
+        && slug.len() <= SLUG_MAX
         && slug.split('-').all(|part| {
             !part.is_empty()
                 && part
@@ -224,32 +262,17 @@ pub fn validate_slug(errors: &mut FieldErrors, slug: &str) {
     }
 }
 
-fn validate_url(errors: &mut FieldErrors, field: &str, url: Option<&str>) {
-    if let Some(url) = url
-        && (!(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048)
-    {
-        errors.add(
-            field,
-            FieldProblem::InvalidFormat {
-                expected: "http(s) URL",
-            },
-        );
-    }
-}
-
 impl Validate for CreateOrg {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.text("name", &self.name, 1, 200);
+        OrgName::check(errors, "name", &self.name);
         if let Some(slug) = &self.slug {
             validate_slug(errors, slug);
-        } else if service::slugify(&self.name).is_empty() {
-            errors.add("slug", FieldProblem::Required);
         }
-        errors.opt_text("description", self.description.as_deref(), 0, 2000);
-        validate_url(errors, "website", self.website.as_deref());
-        validate_url(errors, "logo_url", self.logo_url.as_deref());
+        Description::check_opt(errors, "description", self.description.as_deref());
+        validate::check_url(errors, "website", self.website.as_deref());
+        validate::check_url(errors, "logo_url", self.logo_url.as_deref());
         if let Some(email) = &self.billing_email {
-            validate_email(errors, "billing_email", email);
+            validate::check_email(errors, "billing_email", email);
         }
     }
 }
@@ -285,13 +308,20 @@ async fn get_org(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
+    #[schema(schema_with = OrgName::optional)]
     pub name: Option<String>,
+    #[schema(schema_with = optional_slug)]
     pub slug: Option<String>,
+    #[schema(schema_with = Description::optional)]
     pub description: Option<String>,
+    #[schema(schema_with = validate::optional_url)]
     pub website: Option<String>,
+    #[schema(schema_with = validate::optional_url)]
     pub logo_url: Option<String>,
+    #[schema(schema_with = validate::optional_email)]
     pub billing_email: Option<String>,
     /// Replaces the settings object.
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
     /// Global admins only.
     pub is_active: Option<bool>,
@@ -299,15 +329,15 @@ pub struct UpdateOrg {
 
 impl Validate for UpdateOrg {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.opt_text("name", self.name.as_deref(), 1, 200);
+        OrgName::check_opt(errors, "name", self.name.as_deref());
         if let Some(slug) = &self.slug {
             validate_slug(errors, slug);
         }
-        errors.opt_text("description", self.description.as_deref(), 0, 2000);
-        validate_url(errors, "website", self.website.as_deref());
-        validate_url(errors, "logo_url", self.logo_url.as_deref());
+        Description::check_opt(errors, "description", self.description.as_deref());
+        validate::check_url(errors, "website", self.website.as_deref());
+        validate::check_url(errors, "logo_url", self.logo_url.as_deref());
         if let Some(email) = &self.billing_email {
-            validate_email(errors, "billing_email", email);
+            validate::check_email(errors, "billing_email", email);
         }
         if self.settings.as_ref().is_some_and(|s| !s.is_object()) {
             errors.add(
@@ -353,7 +383,7 @@ async fn delete_org(
 }
 
 /// The members of an organization.
-#[utoipa::path(get, path = "/api/organizations/{id}/members", tag = "organizations", params(("id" = Uuid, Path), ListQueryDoc),
+#[utoipa::path(get, path = "/api/organizations/{id}/members", tag = "organizations", params(("id" = Uuid, Path), ListQuery<Member>),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<Member>), (status = 404, body = ApiErrorBody)))]
 async fn list_members(
@@ -372,6 +402,7 @@ async fn list_members(
 pub struct AddMember {
     /// The user to add (or give `email`).
     pub user_id: Option<Uuid>,
+    #[schema(schema_with = validate::optional_email)]
     pub email: Option<String>,
     /// Default `member`.
     pub role: Option<MemberRole>,
@@ -389,14 +420,29 @@ impl Validate for AddMember {
                     en: "give user_id or email, not both",
                 },
             ),
-            (None, Some(email)) => validate_email(errors, "email", email),
+            (None, Some(email)) => validate::check_email(errors, "email", email),
             (Some(_), None) => {}
         }
     }
 }
 
+/// [`AddMember`] as documented: `user_id` or `email`, exactly one.
+pub struct AddMemberBody;
+
+impl utoipa::PartialSchema for AddMemberBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::Type;
+        validate::with_rule(
+            AddMember::schema(),
+            validate::exactly_one_of(&[("user_id", Type::String), ("email", Type::String)]),
+        )
+    }
+}
+
+impl ToSchema for AddMemberBody {}
+
 /// Adds a member (organization owners and admins; only owners add owners).
-#[utoipa::path(post, path = "/api/organizations/{id}/members", tag = "organizations", params(("id" = Uuid, Path)), request_body = AddMember,
+#[utoipa::path(post, path = "/api/organizations/{id}/members", tag = "organizations", params(("id" = Uuid, Path)), request_body = AddMemberBody,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = Envelope<Member>), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
               (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]

@@ -24,6 +24,18 @@ fn visibility(principal: &Principal) -> OrgVisibility {
 }
 
 /// `my-org` from `My Org!`.
+/// The slug of a record created without one: [`slugify`] of its name, or `{kind}-` and eight
+/// random hex digits when the name has no letter or digit to make one from (any name the schema
+/// allows can be created).
+pub fn derived_slug(name: &str, kind: &str) -> String {
+    let slug = slugify(name);
+    if slug.is_empty() {
+        format!("{kind}-{}", &Uuid::new_v4().simple().to_string()[..8])
+    } else {
+        slug
+    }
+}
+
 pub fn slugify(name: &str) -> String {
     let mut slug = String::new();
     for c in name.trim().chars().flat_map(char::to_lowercase) {
@@ -82,9 +94,12 @@ pub async fn create(
     let plan_code = body.plan.as_deref().unwrap_or("free");
     let plan_id = store::plan_id(&state.db, plan_code).await?;
     if plan_id.is_none() && body.plan.is_some() {
-        return Err(Error::field("plan", FieldProblem::NotFound));
+        return Err(Error::conflict("plan", FieldProblem::NotFound));
     }
-    let slug = body.slug.clone().unwrap_or_else(|| slugify(&body.name));
+    let slug = body
+        .slug
+        .clone()
+        .unwrap_or_else(|| derived_slug(&body.name, "org"));
     let mut tx = state.db.begin().await?;
     let id = store::insert(
         &mut tx,
@@ -377,12 +392,18 @@ pub async fn subscription(
 
 #[cfg(test)]
 mod tests {
-    use super::slugify;
+    use super::{derived_slug, slugify};
 
     #[test]
     fn slugs_are_lowercase_kebab_case() {
         assert_eq!(slugify("My Org!"), "my-org");
         assert_eq!(slugify("  Compañía  Ñandú  S.A. "), "compania-nandu-s-a");
         assert_eq!(slugify("!!!"), "");
+        let fallback = derived_slug("!!!", "org");
+        assert!(
+            fallback.len() == 12 && fallback.starts_with("org-"),
+            "{fallback}"
+        );
+        assert_eq!(derived_slug("My Org!", "org"), "my-org");
     }
 }

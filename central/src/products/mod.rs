@@ -24,13 +24,14 @@ use crate::{
     http::{
         Error, ErrorCode, Result, ResultExt,
         extract::{Json, Path, Query},
-        pagination::{ListParams, Order, Sort, SortSpec, TimeBound},
+        pagination::{ListParams, ListQuery, Listed, Order, Sort, SortSpec, TimeBound},
         response::{Created, Data, NoContent, Page},
-        validate::{FieldErrors, FieldProblem, Validate},
+        validate::{
+            self, Creates, FieldErrors, FieldProblem, Int, New, Text, Validate, one_of_schema,
+        },
     },
-    orgs::{service::slugify, validate_slug},
+    orgs::{optional_slug, service::derived_slug, validate_slug},
     state::AppState,
-    users::ListQueryDoc,
 };
 
 pub const PRODUCT_TYPES: &[&str] = &[
@@ -38,6 +39,76 @@ pub const PRODUCT_TYPES: &[&str] = &[
 ];
 pub const PRODUCT_STATUSES: &[&str] = &["draft", "published", "archived", "coming_soon"];
 pub const BILLING_INTERVALS: &[&str] = &["one_time", "month", "year"];
+
+/// A category's name.
+type CategoryName = Text<1, 100>;
+/// A category's or product's description.
+type CategoryDescription = Text<0, 2000>;
+/// A category's icon name.
+type Icon = Text<1, 100>;
+/// A category's place among its siblings.
+type SortOrder = Int<-10_000, 10_000>;
+/// A product's name.
+type ProductName = Text<1, 200>;
+type ShortDescription = Text<0, 500>;
+type ProductDescription = Text<0, 20_000>;
+/// A price in cents.
+type Price = Int<0, 100_000_000_000>;
+type DurationDays = Int<1, 36_500>;
+type MaxIps = Int<1, 1000>;
+type CollisionThreshold = Int<1, 1_000_000>;
+
+/// Most tags a product carries, and the longest tag.
+const TAGS_MAX: usize = 50;
+
+fn optional_product_type() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(PRODUCT_TYPES, true)
+}
+
+fn optional_product_status() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(PRODUCT_STATUSES, true)
+}
+
+fn optional_billing_interval() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(BILLING_INTERVALS, true)
+}
+
+fn nullable_string() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new().schema_type(
+        utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::Type::String,
+            utoipa::openapi::Type::Null,
+        ]),
+    )
+}
+
+/// A product code: what `celaest_protocol::ProductCode::parse` accepts.
+fn optional_product_code() -> utoipa::openapi::ObjectBuilder {
+    nullable_string().pattern(Some(format!(
+        "^[A-Z0-9]{{{},{}}}$",
+        celaest_protocol::ProductCode::MIN_LEN,
+        celaest_protocol::ProductCode::MAX_LEN
+    )))
+}
+
+/// An ISO 4217 currency code.
+fn optional_currency() -> utoipa::openapi::ObjectBuilder {
+    nullable_string().pattern(Some("^[A-Z]{3}$"))
+}
+
+fn optional_tags() -> utoipa::openapi::ArrayBuilder {
+    utoipa::openapi::ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::Type::Array,
+            utoipa::openapi::Type::Null,
+        ]))
+        .items(
+            validate::query_text()
+                .min_length(Some(1))
+                .max_length(Some(TAGS_MAX)),
+        )
+        .max_items(Some(TAGS_MAX))
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -102,18 +173,22 @@ pub struct Product {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductFilters {
+    #[param(schema_with = validate::query_text)]
     pub status: Option<String>,
+    #[param(schema_with = validate::query_text)]
     pub product_type: Option<String>,
     pub category_id: Option<Uuid>,
     pub is_featured: Option<bool>,
+    #[param(schema_with = validate::query_text)]
     pub code: Option<String>,
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
     /// Substring of name, code or short description.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_before: Option<TimeBound>,
 }
 
@@ -131,6 +206,10 @@ const PRODUCT_SORT: SortSpec = SortSpec {
     },
 };
 
+impl Listed for Product {
+    const SORT: SortSpec = PRODUCT_SORT;
+}
+
 fn ensure_manager(principal: &Principal) -> Result<()> {
     principal.ensure(principal.manages_catalogue())
 }
@@ -144,28 +223,54 @@ fn slug_conflict() -> Error {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryInput {
+    /// Required to create a category.
+    #[schema(schema_with = CategoryName::optional)]
     pub name: Option<String>,
+    #[schema(schema_with = optional_slug)]
     pub slug: Option<String>,
+    #[schema(schema_with = CategoryDescription::optional)]
     pub description: Option<String>,
     pub parent_id: Option<Uuid>,
+    #[schema(schema_with = Icon::optional)]
     pub icon: Option<String>,
+    #[schema(schema_with = SortOrder::optional)]
     pub sort_order: Option<i32>,
     pub is_active: Option<bool>,
 }
 
 impl Validate for CategoryInput {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.opt_text("name", self.name.as_deref(), 1, 100);
+        CategoryName::check_opt(errors, "name", self.name.as_deref());
         if let Some(slug) = &self.slug {
             validate_slug(errors, slug);
         }
-        errors.opt_text("description", self.description.as_deref(), 0, 2000);
-        errors.opt_text("icon", self.icon.as_deref(), 1, 100);
-        if let Some(order) = self.sort_order {
-            errors.range("sort_order", i64::from(order), -10_000, 10_000);
+        CategoryDescription::check_opt(errors, "description", self.description.as_deref());
+        Icon::check_opt(errors, "icon", self.icon.as_deref());
+        SortOrder::check_opt(errors, "sort_order", self.sort_order.map(i64::from));
+    }
+}
+
+impl Creates for CategoryInput {
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn has(&self, field: &str) -> bool {
+        match field {
+            "name" => self.name.is_some(),
+            _ => true,
         }
     }
 }
+
+/// The body creating a category, for the document: [`CategoryInput`] with a name.
+pub struct NewCategory;
+
+impl utoipa::PartialSchema for NewCategory {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        New::<CategoryInput>::schema()
+    }
+}
+
+impl ToSchema for NewCategory {}
 
 /// Product categories (inactive ones only for admins and developers).
 #[utoipa::path(get, path = "/api/categories", tag = "products", security(("bearer" = []), ("api_key" = [])),
@@ -195,7 +300,7 @@ async fn get_category(
 }
 
 /// Creates a category (admins and developers).
-#[utoipa::path(post, path = "/api/categories", tag = "products", request_body = CategoryInput,
+#[utoipa::path(post, path = "/api/categories", tag = "products", request_body = NewCategory,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = Envelope<Category>), (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody)))]
@@ -203,7 +308,7 @@ async fn create_category(
     State(state): State<AppState>,
     Scoped(principal, _): Scoped<ProductsWrite>,
     meta: RequestMeta,
-    Json(body): Json<CategoryInput>,
+    Json(New(body)): Json<New<CategoryInput>>,
 ) -> Result<Created<Category>> {
     ensure_manager(&principal)?;
     let name = body
@@ -213,7 +318,10 @@ async fn create_category(
     let now = Utc::now();
     let category = Category {
         id: Uuid::now_v7(),
-        slug: body.slug.clone().unwrap_or_else(|| slugify(&name)),
+        slug: body
+            .slug
+            .clone()
+            .unwrap_or_else(|| derived_slug(&name, "category")),
         name: name.trim().to_owned(),
         description: body.description,
         parent_id: body.parent_id,
@@ -243,7 +351,7 @@ async fn save_category(
         .await
         .on_constraint("product_categories_slug_key", slug_conflict)
         .on_constraint("product_categories_parent_id_fkey", || {
-            Error::field("parent_id", FieldProblem::NotFound)
+            Error::conflict("parent_id", FieldProblem::NotFound)
         })
         .on_constraint("product_categories_parent_id_check", || {
             Error::field(
@@ -322,27 +430,47 @@ async fn delete_category(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
-    /// 2–10 of `A-Z0-9`; cannot change once licenses exist.
+    /// 2–10 of `A-Z0-9`; cannot change once licenses exist. Required to create a product.
+    #[schema(schema_with = optional_product_code)]
     pub code: Option<String>,
+    /// Required to create a product.
+    #[schema(schema_with = ProductName::optional)]
     pub name: Option<String>,
+    #[schema(schema_with = optional_slug)]
     pub slug: Option<String>,
+    #[schema(schema_with = ShortDescription::optional)]
     pub short_description: Option<String>,
+    #[schema(schema_with = ProductDescription::optional)]
     pub description: Option<String>,
     pub category_id: Option<Uuid>,
+    /// Required to create a product.
+    #[schema(schema_with = optional_product_type)]
     pub product_type: Option<String>,
+    #[schema(schema_with = optional_product_status)]
     pub status: Option<String>,
+    #[schema(schema_with = Price::optional)]
     pub price_cents: Option<i64>,
+    #[schema(schema_with = Price::optional)]
     pub compare_at_price_cents: Option<i64>,
     /// ISO 4217, e.g. `USD`.
+    #[schema(schema_with = optional_currency)]
     pub currency: Option<String>,
+    #[schema(schema_with = optional_billing_interval)]
     pub billing_interval: Option<String>,
+    #[schema(schema_with = DurationDays::optional)]
     pub license_duration_days: Option<i32>,
+    #[schema(schema_with = MaxIps::optional)]
     pub default_max_ips: Option<i32>,
+    #[schema(schema_with = CollisionThreshold::optional)]
     pub collision_threshold: Option<i32>,
     pub is_featured: Option<bool>,
+    #[schema(schema_with = validate::optional_url)]
     pub thumbnail_url: Option<String>,
+    #[schema(schema_with = optional_tags)]
     pub tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub features: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -358,17 +486,16 @@ impl Validate for ProductInput {
                 },
             );
         }
-        errors.opt_text("name", self.name.as_deref(), 1, 200);
+        ProductName::check_opt(errors, "name", self.name.as_deref());
         if let Some(slug) = &self.slug {
             validate_slug(errors, slug);
         }
-        errors.opt_text(
+        ShortDescription::check_opt(
+            errors,
             "short_description",
             self.short_description.as_deref(),
-            0,
-            500,
         );
-        errors.opt_text("description", self.description.as_deref(), 0, 20_000);
+        ProductDescription::check_opt(errors, "description", self.description.as_deref());
         if let Some(t) = &self.product_type {
             errors.one_of("product_type", t, PRODUCT_TYPES);
         }
@@ -378,14 +505,12 @@ impl Validate for ProductInput {
         if let Some(b) = &self.billing_interval {
             errors.one_of("billing_interval", b, BILLING_INTERVALS);
         }
-        for (field, value) in [
-            ("price_cents", self.price_cents),
-            ("compare_at_price_cents", self.compare_at_price_cents),
-        ] {
-            if let Some(v) = value {
-                errors.range(field, v, 0, 100_000_000_000);
-            }
-        }
+        Price::check_opt(errors, "price_cents", self.price_cents);
+        Price::check_opt(
+            errors,
+            "compare_at_price_cents",
+            self.compare_at_price_cents,
+        );
         if let Some(c) = &self.currency
             && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
         {
@@ -396,24 +521,31 @@ impl Validate for ProductInput {
                 },
             );
         }
-        if let Some(d) = self.license_duration_days {
-            errors.range("license_duration_days", i64::from(d), 1, 36_500);
-        }
-        if let Some(m) = self.default_max_ips {
-            errors.range("default_max_ips", i64::from(m), 1, 1000);
-        }
-        if let Some(c) = self.collision_threshold {
-            errors.range("collision_threshold", i64::from(c), 1, 1_000_000);
-        }
-        if self
-            .tags
-            .as_ref()
-            .is_some_and(|t| t.len() > 50 || t.iter().any(|t| t.is_empty() || t.len() > 50))
-        {
+        DurationDays::check_opt(
+            errors,
+            "license_duration_days",
+            self.license_duration_days.map(i64::from),
+        );
+        MaxIps::check_opt(
+            errors,
+            "default_max_ips",
+            self.default_max_ips.map(i64::from),
+        );
+        CollisionThreshold::check_opt(
+            errors,
+            "collision_threshold",
+            self.collision_threshold.map(i64::from),
+        );
+        validate::check_url(errors, "thumbnail_url", self.thumbnail_url.as_deref());
+        if self.tags.as_ref().is_some_and(|t| {
+            t.len() > TAGS_MAX
+                || t.iter()
+                    .any(|t| t.is_empty() || t.chars().count() > TAGS_MAX)
+        }) {
             errors.add(
                 "tags",
                 FieldProblem::InvalidFormat {
-                    expected: "up to 50 tags of 1-50 characters",
+                    expected: "up to 50 tags of 1-50 characters each",
                 },
             );
         }
@@ -436,8 +568,33 @@ impl Validate for ProductInput {
     }
 }
 
+impl Creates for ProductInput {
+    const REQUIRED: &'static [&'static str] = &["code", "name", "product_type"];
+
+    fn has(&self, field: &str) -> bool {
+        match field {
+            "code" => self.code.is_some(),
+            "name" => self.name.is_some(),
+            "product_type" => self.product_type.is_some(),
+            _ => true,
+        }
+    }
+}
+
+/// The body creating a product, for the document: [`ProductInput`] with a code, a name and a
+/// type.
+pub struct NewProduct;
+
+impl utoipa::PartialSchema for NewProduct {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        New::<ProductInput>::schema()
+    }
+}
+
+impl ToSchema for NewProduct {}
+
 /// Products: all for admins and developers, published and coming-soon ones for everyone else.
-#[utoipa::path(get, path = "/api/products", tag = "products", params(ListQueryDoc, ProductFilters),
+#[utoipa::path(get, path = "/api/products", tag = "products", params(ListQuery<Product>, ProductFilters),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<Product>), (status = 401, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 async fn list_products(
@@ -487,7 +644,7 @@ async fn get_product(
 }
 
 /// Creates a product (admins and developers).
-#[utoipa::path(post, path = "/api/products", tag = "products", request_body = ProductInput,
+#[utoipa::path(post, path = "/api/products", tag = "products", request_body = NewProduct,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = Envelope<Product>), (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody)))]
@@ -495,27 +652,19 @@ async fn create_product(
     State(state): State<AppState>,
     Scoped(principal, _): Scoped<ProductsWrite>,
     meta: RequestMeta,
-    Json(body): Json<ProductInput>,
+    Json(New(body)): Json<New<ProductInput>>,
 ) -> Result<Created<Product>> {
     ensure_manager(&principal)?;
-    let mut missing = FieldErrors::new();
-    for (field, present) in [
-        ("code", body.code.is_some()),
-        ("name", body.name.is_some()),
-        ("product_type", body.product_type.is_some()),
-    ] {
-        if !present {
-            missing.add(field, FieldProblem::Required);
-        }
-    }
-    missing.into_result()?;
     let now = Utc::now();
     let name = body.name.clone().unwrap_or_default().trim().to_owned();
     let status = body.status.clone().unwrap_or_else(|| "draft".into());
     let product = Product {
         id: Uuid::now_v7(),
         code: body.code.clone().unwrap_or_default(),
-        slug: body.slug.clone().unwrap_or_else(|| slugify(&name)),
+        slug: body
+            .slug
+            .clone()
+            .unwrap_or_else(|| derived_slug(&name, "product")),
         name,
         short_description: body.short_description,
         description: body.description,
@@ -565,7 +714,7 @@ async fn save_product(
         })
         .on_constraint("products_slug_key", slug_conflict)
         .on_constraint("products_category_id_fkey", || {
-            Error::field("category_id", FieldProblem::NotFound)
+            Error::conflict("category_id", FieldProblem::NotFound)
         })?;
     let event = match before {
         None => {

@@ -21,9 +21,9 @@ use crate::{
     http::{
         Result,
         extract::{Json, Path, Query},
-        pagination::{ListParams, Order, Sort, SortSpec, TimeBound},
+        pagination::{ListParams, ListQuery, Listed, Order, Sort, SortSpec, TimeBound},
         response::{Created, Data, NoContent, Page},
-        validate::{FieldErrors, FieldProblem, Validate},
+        validate::{self, FieldErrors, FieldProblem, Int, Text, Validate, one_of_schema},
     },
     state::AppState,
 };
@@ -110,11 +110,12 @@ pub struct UserFilters {
     pub is_active: Option<bool>,
     pub organization_id: Option<Uuid>,
     /// Substring of email or name.
+    #[param(schema_with = validate::query_text)]
     pub q: Option<String>,
     /// `YYYY-MM-DD` or RFC 3339.
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_after: Option<TimeBound>,
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = TimeBound::schema)]
     pub created_before: Option<TimeBound>,
 }
 
@@ -132,22 +133,12 @@ const USER_SORT: SortSpec = SortSpec {
     },
 };
 
-/// Page/sort parameters shared by list endpoints, for the OpenAPI document.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQueryDoc {
-    /// Page number, from 1.
-    pub page: Option<u32>,
-    /// 1–100, default 20.
-    pub per_page: Option<u32>,
-    /// A whitelisted column.
-    pub sort: Option<String>,
-    /// `asc` or `desc`.
-    pub order: Option<String>,
+impl Listed for UserProfile {
+    const SORT: SortSpec = USER_SORT;
 }
 
 /// Users (admins and viewers see everyone; others see themselves).
-#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQueryDoc, UserFilters),
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery<UserProfile>, UserFilters),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PageEnvelope<UserProfile>), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody)))]
@@ -162,17 +153,70 @@ async fn list_users(
     Ok(Page::new(items, list.page, total))
 }
 
+/// A user's full name.
+type FullName = Text<1, 200>;
+/// A user's display name.
+type DisplayName = Text<1, 100>;
+/// An initial password.
+type Password = Text<8, 128>;
+/// An IANA time zone name.
+type Timezone = Text<1, 64>;
+/// An API key's name.
+type KeyName = Text<1, 100>;
+/// How long a rotated key keeps working, in seconds.
+type Overlap = Int<0, 86_400>;
+
+/// The languages a user can choose.
+pub const LOCALES: &[&str] = &["es", "en"];
+
+fn optional_locale() -> utoipa::openapi::ObjectBuilder {
+    one_of_schema(LOCALES, true)
+}
+
+/// What a phone number may hold.
+const PHONE_MAX: usize = 32;
+
+fn check_phone(errors: &mut FieldErrors, phone: Option<&str>) {
+    if let Some(phone) = phone
+        && (phone.len() > PHONE_MAX
+            || !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+-() ".contains(c)))
+    {
+        errors.add(
+            "phone",
+            FieldProblem::InvalidFormat {
+                expected: "phone number",
+            },
+        );
+    }
+}
+
+fn optional_phone() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::Type::String,
+            utoipa::openapi::Type::Null,
+        ]))
+        .max_length(Some(PHONE_MAX))
+        .pattern(Some(r"^[0-9+\-() ]*$"))
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(schema_with = validate::email)]
     pub email: String,
+    #[schema(schema_with = FullName::optional)]
     pub full_name: Option<String>,
     /// Default `client`.
     pub role: Option<Role>,
     pub organization_id: Option<Uuid>,
     /// `es` (default) or `en`.
+    #[schema(schema_with = optional_locale)]
     pub locale: Option<String>,
     /// Initial password for the Supabase account (omit to let the user set one by recovery).
+    #[schema(schema_with = Password::optional)]
     pub password: Option<String>,
     /// Id of an existing Supabase user: creates only the profile.
     pub id: Option<Uuid>,
@@ -200,12 +244,12 @@ impl std::fmt::Debug for CreateUser {
 
 impl Validate for CreateUser {
     fn validate(&self, errors: &mut FieldErrors) {
-        validate_email(errors, "email", &self.email);
-        errors.opt_text("full_name", self.full_name.as_deref(), 1, 200);
+        validate::check_email(errors, "email", &self.email);
+        FullName::check_opt(errors, "full_name", self.full_name.as_deref());
         if let Some(locale) = &self.locale {
-            errors.one_of("locale", locale, &["es", "en"]);
+            errors.one_of("locale", locale, LOCALES);
         }
-        errors.opt_text("password", self.password.as_deref(), 8, 128);
+        Password::check_opt(errors, "password", self.password.as_deref());
         if self.id.is_some() && self.password.is_some() {
             errors.add(
                 "password",
@@ -219,23 +263,20 @@ impl Validate for CreateUser {
     }
 }
 
-pub fn validate_email(errors: &mut FieldErrors, field: &str, email: &str) {
-    let ok = email.len() <= 320
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        })
-        && !email.chars().any(char::is_whitespace)
-        && email.matches('@').count() == 1;
-    if !ok {
-        errors.add(field, FieldProblem::InvalidFormat { expected: "email" });
+/// [`CreateUser`] as documented: `id` (an existing Supabase user) and `password` (for a new
+/// one) are not given together.
+pub struct CreateUserBody;
+
+impl utoipa::PartialSchema for CreateUserBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        validate::with_rule(CreateUser::schema(), validate::not_both("id", "password"))
     }
 }
 
+impl ToSchema for CreateUserBody {}
+
 /// Creates a user (admins): the Supabase account (unless `id` names one) and its profile.
-#[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateUser,
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateUserBody,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = Envelope<UserProfile>), (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
               (status = 422, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
@@ -265,48 +306,33 @@ async fn get_user(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
+    #[schema(schema_with = FullName::optional)]
     pub full_name: Option<String>,
+    #[schema(schema_with = DisplayName::optional)]
     pub display_name: Option<String>,
+    #[schema(schema_with = validate::optional_url)]
     pub avatar_url: Option<String>,
+    #[schema(schema_with = optional_phone)]
     pub phone: Option<String>,
+    #[schema(schema_with = optional_locale)]
     pub locale: Option<String>,
+    #[schema(schema_with = Timezone::optional)]
     pub timezone: Option<String>,
     /// Replaces the profile's free-form metadata (a JSON object).
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 impl Validate for UpdateProfile {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.opt_text("full_name", self.full_name.as_deref(), 1, 200);
-        errors.opt_text("display_name", self.display_name.as_deref(), 1, 100);
-        if let Some(url) = &self.avatar_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            errors.add(
-                "avatar_url",
-                FieldProblem::InvalidFormat {
-                    expected: "http(s) URL",
-                },
-            );
-        }
-        errors.opt_text("avatar_url", self.avatar_url.as_deref(), 1, 2048);
-        if let Some(phone) = &self.phone
-            && (phone.len() > 32
-                || !phone
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || "+-() ".contains(c)))
-        {
-            errors.add(
-                "phone",
-                FieldProblem::InvalidFormat {
-                    expected: "phone number",
-                },
-            );
-        }
+        FullName::check_opt(errors, "full_name", self.full_name.as_deref());
+        DisplayName::check_opt(errors, "display_name", self.display_name.as_deref());
+        validate::check_url(errors, "avatar_url", self.avatar_url.as_deref());
+        check_phone(errors, self.phone.as_deref());
         if let Some(locale) = &self.locale {
-            errors.one_of("locale", locale, &["es", "en"]);
+            errors.one_of("locale", locale, LOCALES);
         }
-        errors.opt_text("timezone", self.timezone.as_deref(), 1, 64);
+        Timezone::check_opt(errors, "timezone", self.timezone.as_deref());
         if self.metadata.as_ref().is_some_and(|m| !m.is_object()) {
             errors.add(
                 "metadata",
@@ -453,17 +479,25 @@ async fn list_api_keys(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    #[schema(schema_with = KeyName::schema)]
     pub name: String,
     /// Scopes such as `licenses:read`, `users:write` (implies read), or `*`.
+    #[schema(schema_with = scopes_schema)]
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Validate for CreateApiKey {
     fn validate(&self, errors: &mut FieldErrors) {
-        errors.text("name", &self.name, 1, 100);
-        if self.scopes.is_empty() || self.scopes.len() > 32 {
-            errors.add("scopes", FieldProblem::OutOfRange { min: 1, max: 32 });
+        KeyName::check(errors, "name", &self.name);
+        if self.scopes.is_empty() || self.scopes.len() > SCOPES_MAX {
+            errors.add(
+                "scopes",
+                FieldProblem::OutOfRange {
+                    min: 1,
+                    max: SCOPES_MAX as i64,
+                },
+            );
         }
         for (i, scope) in self.scopes.iter().enumerate() {
             errors.one_of(
@@ -472,17 +506,17 @@ impl Validate for CreateApiKey {
                 crate::auth::principal::scopes::KNOWN,
             );
         }
-        if self.expires_at.is_some_and(|at| at <= Utc::now()) {
-            errors.add(
-                "expires_at",
-                FieldProblem::Custom {
-                    code: "IN_THE_PAST",
-                    es: "debe ser una fecha futura",
-                    en: "must be in the future",
-                },
-            );
-        }
     }
+}
+
+/// Most scopes one key may carry.
+const SCOPES_MAX: usize = 32;
+
+fn scopes_schema() -> utoipa::openapi::ArrayBuilder {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(one_of_schema(crate::auth::principal::scopes::KNOWN, false))
+        .min_items(Some(1))
+        .max_items(Some(SCOPES_MAX))
 }
 
 /// Creates an API key; the response is the only time its secret is shown.
@@ -520,15 +554,14 @@ async fn delete_api_key(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateApiKey {
-    /// Seconds the old key keeps working (0–86400, default 0: retired at once).
+    /// Seconds the old key keeps working (default 0: retired at once).
+    #[schema(schema_with = Overlap::optional)]
     pub overlap_seconds: Option<i64>,
 }
 
 impl Validate for RotateApiKey {
     fn validate(&self, errors: &mut FieldErrors) {
-        if let Some(overlap) = self.overlap_seconds {
-            errors.range("overlap_seconds", overlap, 0, 86_400);
-        }
+        Overlap::check_opt(errors, "overlap_seconds", self.overlap_seconds);
     }
 }
 

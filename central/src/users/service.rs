@@ -49,11 +49,11 @@ fn ensure_scopes_within(principal: &Principal, scopes: &[String]) -> Result<()> 
     }
 }
 
-/// A primary organization named in a body must exist (422 on `organization_id` otherwise).
+/// A primary organization named in a body must exist (409 on `organization_id` otherwise).
 async fn ensure_organization_exists(state: &AppState, organization_id: Option<Uuid>) -> Result<()> {
     match organization_id {
         Some(org) if !store::organization_exists(&state.db, org).await? => {
-            Err(Error::field("organization_id", FieldProblem::NotFound))
+            Err(Error::conflict("organization_id", FieldProblem::NotFound))
         }
         _ => Ok(()),
     }
@@ -300,6 +300,7 @@ pub async fn create_api_key(
 ) -> Result<CreatedApiKey> {
     manageable(state, principal, user_id).await?;
     ensure_scopes_within(principal, &body.scopes)?;
+    crate::http::validate::ensure_future("expires_at", body.expires_at)?;
     let new = api_keys::generate()?;
     let mut scopes = body.scopes;
     scopes.sort();

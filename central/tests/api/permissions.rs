@@ -516,8 +516,9 @@ async fn creating_organizations_makes_the_creator_owner_and_validates(db: PgPool
             Some(json!({"name": "P", "plan": "platinum"})),
         )
         .await;
+    // A well-formed request naming something that does not exist conflicts with the state.
     assert_eq!(
-        unknown_plan.assert_error(422, "VALIDATION_FAILED")["details"]["fields"][0]["field"],
+        unknown_plan.assert_error(409, "CONFLICT")["details"]["fields"][0]["field"],
         "plan"
     );
     let dup = id
@@ -583,7 +584,7 @@ async fn admins_create_users_through_supabase_and_delete_them_with_their_access(
             Some(json!({"email": "x@example.test", "organization_id": Uuid::new_v4()})),
         )
         .await;
-    let field = &nowhere.assert_error(422, "VALIDATION_FAILED")["details"]["fields"][0];
+    let field = &nowhere.assert_error(409, "CONFLICT")["details"]["fields"][0];
     assert_eq!(
         (field["field"].as_str(), field["code"].as_str()),
         (Some("organization_id"), Some("NOT_FOUND"))
