@@ -2,4 +2,5 @@
 //! a rejection here says *what* was wrong, the caller decides how its error carries it.
 
 pub mod client_ip;
+pub mod context;
 pub mod json;
