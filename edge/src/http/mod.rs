@@ -23,8 +23,7 @@ use celaest_net::http::context::{
     RequestContext, carry_headers, error_envelope, is_bare_error, log_panic,
 };
 use celaest_protocol::{
-    ErrorCode, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer,
-    signing::{SIGNATURE_HEADER, SigningKey},
+    ErrorCode, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer, signing::SigningKey,
     validation::BatchRequest,
 };
 use serde::Serialize;
@@ -159,21 +158,10 @@ async fn validate_batch(
 
 /// The answer as the protocol signs it: the envelope's exact bytes and their signature.
 fn signed<T: Serialize>(key: &SigningKey, data: T) -> Result<Response, EdgeError> {
-    let signed = key.sign_envelope(data).map_err(|e| {
-        tracing::error!(error = %e, "answer not serialized");
+    celaest_net::http::signed::signed(key, data).map_err(|e| {
+        tracing::error!(error = %e, "answer not signed");
         EdgeError::internal()
-    })?;
-    let signature = HeaderValue::from_str(&signed.signature).map_err(|_| EdgeError::internal())?;
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        signed.body,
-    )
-        .into_response();
-    response.headers_mut().insert(SIGNATURE_HEADER, signature);
-    Ok(response)
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -4,3 +4,4 @@
 pub mod client_ip;
 pub mod context;
 pub mod json;
+pub mod signed;
