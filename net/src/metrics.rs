@@ -92,7 +92,8 @@ pub fn describe(all: &[Series]) {
 pub fn recorder(buckets_for: &[(&'static str, &[f64])]) -> PrometheusRecorder {
     let mut builder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS);
     for (name, buckets) in buckets_for {
-        builder = builder.and_then(|b| b.set_buckets_for_metric(Matcher::Full((*name).into()), buckets));
+        builder =
+            builder.and_then(|b| b.set_buckets_for_metric(Matcher::Full((*name).into()), buckets));
     }
     builder
         .unwrap_or_else(|e| {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use axum::{
     Extension, Json, Router,
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -210,14 +210,7 @@ async fn ready(State(state): State<EdgeState>) -> Result<Json<SuccessEnvelope<Va
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<EdgeState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        crate::metrics::render(&state),
-    )
-        .into_response()
+    celaest_net::metrics::exposition(crate::metrics::render(&state))
 }
 
 /// The shared request context (id, language, access log) around the envelope for every error.
