@@ -6,6 +6,8 @@
 //! - [`http`]: the JSON body extractor's rules, the client IP behind trusted proxies, the
 //!   request context (id, language, access log, bare errors in the envelope), signed answers.
 //! - [`metrics`]: series declarations, latency buckets, the Prometheus recorder and page.
+//! - [`env`]: configuration from the environment, with errors naming the variable.
 
+pub mod env;
 pub mod http;
 pub mod metrics;
