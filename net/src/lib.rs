@@ -7,7 +7,9 @@
 //!   request context (id, language, access log, bare errors in the envelope), signed answers.
 //! - [`metrics`]: series declarations, latency buckets, the Prometheus recorder and page.
 //! - [`env`]: configuration from the environment, with errors naming the variable.
+//! - [`quic`]: the replication connection's certificates and frame reading.
 
 pub mod env;
 pub mod http;
 pub mod metrics;
+pub mod quic;
