@@ -9,57 +9,8 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-/// A configuration problem, naming the variable at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("configuración inválida: {variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            variable,
-            problem: problem.into(),
-        }
-    }
-}
-
-/// Where the process runs; decides which defaults are allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Test,
-    Staging,
-    Production,
-}
-
-impl AppEnv {
-    fn parse(raw: &str) -> Option<Self> {
-        match raw.to_ascii_lowercase().as_str() {
-            "development" | "dev" | "local" => Some(Self::Development),
-            "test" => Some(Self::Test),
-            "staging" => Some(Self::Staging),
-            "production" | "prod" => Some(Self::Production),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Development => "development",
-            Self::Test => "test",
-            Self::Staging => "staging",
-            Self::Production => "production",
-        }
-    }
-
-    /// Whether secrets must be given explicitly (no development defaults).
-    pub fn requires_secrets(self) -> bool {
-        matches!(self, Self::Staging | Self::Production)
-    }
-}
+pub use celaest_net::env::{AppEnv, ConfigError, LogFormat};
+use celaest_net::env::{Vars, split_list};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -178,12 +129,6 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
 impl ReplicationConfig {
     /// Stops `serve` when the listener's certificates are not configured where they must be.
     pub fn require_tls(&self) -> Result<(), ConfigError> {
@@ -219,16 +164,8 @@ impl Config {
 
     /// Reads configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars { lookup: &lookup };
-        let env = match vars.get("APP_ENV") {
-            None => AppEnv::Development,
-            Some(raw) => AppEnv::parse(&raw).ok_or_else(|| {
-                ConfigError::new(
-                    "APP_ENV",
-                    "se esperaba development, test, staging o production",
-                )
-            })?,
-        };
+        let vars = Vars::new(&lookup);
+        let env = vars.app_env()?;
         let strict = env.requires_secrets();
         let secret = |name: &'static str, dev_default: &str| -> Result<SecretString, ConfigError> {
             match vars.get(name) {
@@ -278,11 +215,7 @@ impl Config {
             &secret("LICENSE_SIGNING_KEY", dev::LICENSE_SIGNING_KEY)?,
         )?;
         let mut previous_signing_keys = Vec::new();
-        for raw in split_list(
-            &vars
-                .get("LICENSE_SIGNING_PREVIOUS_KEYS")
-                .unwrap_or_default(),
-        ) {
+        for raw in vars.list("LICENSE_SIGNING_PREVIOUS_KEYS") {
             previous_signing_keys.push(celaest_protocol::signing::parse_key32(&raw).ok_or_else(
                 || {
                     ConfigError::new(
@@ -341,29 +274,9 @@ impl Config {
             }
         }
 
-        let mut trusted_proxies: Vec<ipnetwork::IpNetwork> = vec![
-            ipnetwork::IpNetwork::V4(
-                "127.0.0.0/8"
-                    .parse()
-                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", "loopback"))?,
-            ),
-            ipnetwork::IpNetwork::V6(
-                "::1/128"
-                    .parse()
-                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", "loopback"))?,
-            ),
-        ];
-        for cidr in split_list(&vars.get("TRUSTED_PROXIES").unwrap_or_default()) {
-            trusted_proxies.push(cidr.parse().map_err(|_| {
-                ConfigError::new("TRUSTED_PROXIES", format!("CIDR inválido: {cidr:?}"))
-            })?);
-        }
+        let trusted_proxies = vars.trusted_proxies("TRUSTED_PROXIES")?;
 
-        let log_format = match vars.get("LOG_FORMAT").as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "se esperaba json o pretty")),
-        };
+        let log_format = vars.log_format()?;
 
         Ok(Self {
             env,
@@ -415,11 +328,11 @@ impl Config {
                 webhook_secret: secret("STRIPE_WEBHOOK_SECRET", dev::STRIPE_WEBHOOK_SECRET)?,
             },
             ai: AiProviderKeys {
-                gemini: vars.secrets("GEMINI_API_KEYS"),
-                openai: vars.secrets("OPENAI_API_KEYS"),
-                groq: vars.secrets("GROQ_API_KEYS"),
-                deepseek: vars.secrets("DEEPSEEK_API_KEYS"),
-                anthropic: vars.secrets("ANTHROPIC_API_KEYS"),
+                gemini: secrets(&vars, "GEMINI_API_KEYS"),
+                openai: secrets(&vars, "OPENAI_API_KEYS"),
+                groq: secrets(&vars, "GROQ_API_KEYS"),
+                deepseek: secrets(&vars, "DEEPSEEK_API_KEYS"),
+                anthropic: secrets(&vars, "ANTHROPIC_API_KEYS"),
             },
             security: SecurityConfig {
                 encryption_key,
@@ -444,63 +357,11 @@ impl Config {
     }
 }
 
-/// Environment access with trimming and typed parsing; empty values count as unset.
-struct Vars<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Vars<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        default: Option<T>,
-    ) -> Result<T, ConfigError> {
-        match self.get(name) {
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| ConfigError::new(name, format!("valor inválido: {raw:?}"))),
-            None => default.ok_or_else(|| ConfigError::new(name, "es obligatoria")),
-        }
-    }
-
-    fn parse_in<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-    {
-        let value = self.parse(name, Some(default))?;
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError::new(
-                name,
-                format!("debe estar entre {} y {}", range.start(), range.end()),
-            ))
-        }
-    }
-
-    fn secrets(&self, name: &str) -> Vec<SecretString> {
-        self.get(name)
-            .map(|v| split_list(&v).into_iter().map(SecretString::from).collect())
-            .unwrap_or_default()
-    }
-}
-
-fn split_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+/// The comma-separated secrets of `name` (AI provider keys, pooled).
+fn secrets(vars: &Vars<'_>, name: &str) -> Vec<SecretString> {
+    vars.list(name)
+        .into_iter()
+        .map(SecretString::from)
         .collect()
 }
 

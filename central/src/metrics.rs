@@ -15,11 +15,11 @@ use std::{sync::OnceLock, time::Duration};
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use metrics::{describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+pub use celaest_net::metrics::{Kind, Series};
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -185,65 +185,6 @@ pub const ALL: &[Series] = &[
     ),
 ];
 
-/// A declared series.
-#[derive(Debug, Clone, Copy)]
-pub struct Series {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub help: &'static str,
-}
-
-impl Series {
-    const fn counter(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Counter,
-            help,
-        }
-    }
-
-    const fn gauge(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Gauge,
-            help,
-        }
-    }
-
-    const fn histogram(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Histogram,
-            help,
-        }
-    }
-}
-
-/// The Prometheus type of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    /// As written on the `# TYPE` line.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
-
-/// Buckets of the latency histograms, in seconds: 100 µs (a Redis round trip) to 10 s (the
-/// longest a request may reasonably take).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
 /// Buckets of the recorder's batch sizes, in records.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
@@ -260,17 +201,12 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// event. Call it before anything records.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = builder()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "metric buckets refused; histograms fall back to defaults");
-                PrometheusBuilder::new()
-            })
-            .build_recorder();
+        let recorder = celaest_net::metrics::recorder(&[(RECORDER_BATCH_SIZE, BATCH_SIZE_BUCKETS)]);
         let handle = recorder.handle();
         if let Err(e) = metrics::set_global_recorder(recorder) {
             tracing::error!(error = %e, "another metrics recorder is installed; /metrics stays empty");
         }
-        describe();
+        celaest_net::metrics::describe(ALL);
         zero();
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
@@ -286,26 +222,6 @@ pub fn install() -> &'static PrometheusHandle {
         }
         handle
     })
-}
-
-fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
-    PrometheusBuilder::new()
-        .set_buckets(LATENCY_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full(RECORDER_BATCH_SIZE.into()),
-            BATCH_SIZE_BUCKETS,
-        )
-}
-
-/// Gives every series its `# HELP` line.
-fn describe() {
-    for series in ALL {
-        match series.kind {
-            Kind::Counter => describe_counter!(series.name, series.help),
-            Kind::Gauge => describe_gauge!(series.name, series.help),
-            Kind::Histogram => describe_histogram!(series.name, series.help),
-        }
-    }
 }
 
 /// Registers the series whose labels are known up front, at zero.
@@ -355,15 +271,7 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         // The rest of the page is still worth serving; the fleet series keep their last values.
         tracing::warn!(error = %e, "fleet view not read for /metrics");
     }
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        handle.render(),
-    )
-        .into_response())
+    Ok(celaest_net::metrics::exposition(handle.render()))
 }
 
 /// Whether the request carries `Authorization: Bearer <expected>` (compared in constant time).

@@ -13,22 +13,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use celaest_protocol::{ChecksumKey, signing::SigningKey};
 use ipnetwork::IpNetwork;
 
-/// A configuration problem, naming the variable at fault (never its value when it is a secret).
-#[derive(Debug, thiserror::Error)]
-#[error("configuración inválida: {variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            variable,
-            problem: problem.into(),
-        }
-    }
-}
+pub use celaest_net::env::ConfigError;
+use celaest_net::env::{LogFormat, Vars};
 
 /// Development-only secrets, the same as central's so that a local edge signs and checks keys
 /// exactly like a local central. They are public: strict environments refuse to start on them.
@@ -141,21 +127,8 @@ impl EdgeConfig {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars { lookup: &lookup };
-        let strict = match vars
-            .get("APP_ENV")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("development" | "dev" | "local" | "test") => false,
-            Some("staging" | "production" | "prod") => true,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "APP_ENV",
-                    "se esperaba development, test, staging o production",
-                ));
-            }
-        };
+        let vars = Vars::new(&lookup);
+        let strict = vars.app_env()?.requires_secrets();
         let required = |name: &'static str, dev_default: &str| -> Result<String, ConfigError> {
             match vars.get(name) {
                 Some(value) => Ok(value),
@@ -197,11 +170,7 @@ impl EdgeConfig {
                 Err(ConfigError::new(name, "hasta 64 caracteres [A-Za-z0-9_-]"))
             }
         };
-        let log_pretty = match vars.get("LOG_FORMAT").as_deref() {
-            None | Some("json") => false,
-            Some("pretty") => true,
-            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "se esperaba json o pretty")),
-        };
+        let log_pretty = vars.log_format()? == LogFormat::Pretty;
 
         let server_name = vars
             .get("EDGE_SERVER_NAME")
@@ -236,16 +205,7 @@ impl EdgeConfig {
         let signing = SigningKey::from_seed(&seed)
             .map_err(|_| ConfigError::new("LICENSE_SIGNING_KEY", "no es una clave Ed25519"))?;
 
-        // Loopback is always trusted: a sidecar or local proxy in front of the edge.
-        let mut trusted_proxies: Vec<IpNetwork> = ["127.0.0.0/8", "::1/128"]
-            .iter()
-            .filter_map(|net| net.parse().ok())
-            .collect();
-        for cidr in split_list(&vars.get("EDGE_TRUSTED_PROXIES").unwrap_or_default()) {
-            trusted_proxies.push(cidr.parse().map_err(|_| {
-                ConfigError::new("EDGE_TRUSTED_PROXIES", format!("CIDR inválido: {cidr:?}"))
-            })?);
-        }
+        let trusted_proxies = vars.trusted_proxies("EDGE_TRUSTED_PROXIES")?;
 
         let new_ips = match vars.get("EDGE_OFFLINE_NEW_IPS").as_deref() {
             None | Some("refuse") => NewIpPolicy::Refuse,
@@ -309,54 +269,6 @@ impl EdgeConfig {
     }
 }
 
-/// Environment access with trimming and typed parsing; empty values count as unset.
-struct Vars<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Vars<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse_in<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-    {
-        let value = match self.get(name) {
-            None => default,
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| ConfigError::new(name, format!("valor inválido: {raw:?}")))?,
-        };
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError::new(
-                name,
-                format!("debe estar entre {} y {}", range.start(), range.end()),
-            ))
-        }
-    }
-}
-
-fn split_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A 32-byte key as central reads it: 32 bytes of text, 64 hex digits, or base64 (standard or
-/// URL-safe, padded or not).
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;

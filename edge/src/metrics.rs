@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+pub use celaest_net::metrics::{Kind, Series};
 use celaest_protocol::{ValidationCode, replication::BindOutcome};
-use metrics::{Counter, Gauge, Histogram, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{EdgeState, replication::ConnectionState};
 
@@ -80,64 +81,6 @@ pub const ALL: &[Series] = &[
         CONNECTION_STATE,
         "The replication connection's state (1 for the current one).",
     ),
-];
-
-/// A declared series.
-#[derive(Debug, Clone, Copy)]
-pub struct Series {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub help: &'static str,
-}
-
-impl Series {
-    const fn counter(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Counter,
-            help,
-        }
-    }
-
-    const fn gauge(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Gauge,
-            help,
-        }
-    }
-
-    const fn histogram(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Histogram,
-            help,
-        }
-    }
-}
-
-/// The Prometheus type of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    /// As written on the `# TYPE` line.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
-
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// How a bind asked of central ended, as counted.
@@ -222,18 +165,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(VALIDATION_DURATION_SECONDS.into()), &BUCKETS)
-            .unwrap_or_else(|e| {
-                // Only an empty bucket list is refused, and BUCKETS is not empty.
-                tracing::error!(error = %e, "latency buckets refused");
-                PrometheusBuilder::new()
-            })
-            .build_recorder();
+        // The only histogram is a latency: the shared buckets, as at central.
+        let recorder = celaest_net::metrics::recorder(&[]);
         let handle = recorder.handle();
         // Every series is registered now, at zero, so the page lists them all from the start.
         metrics::with_local_recorder(&recorder, || {
-            describe();
+            celaest_net::metrics::describe(ALL);
             Self {
                 handle,
                 validations: ValidationCode::ALL
@@ -297,17 +234,6 @@ impl Metrics {
     }
 }
 
-/// Gives every series its `# HELP` line.
-fn describe() {
-    for series in ALL {
-        match series.kind {
-            Kind::Counter => describe_counter!(series.name, series.help),
-            Kind::Gauge => describe_gauge!(series.name, series.help),
-            Kind::Histogram => describe_histogram!(series.name, series.help),
-        }
-    }
-}
-
 /// The whole metrics page.
 pub fn render(state: &EdgeState) -> String {
     let g = &state.metrics.gauges;
@@ -352,6 +278,7 @@ mod tests {
             // 3 ms is at most 5 ms; the buckets are cumulative.
             "celaest_edge_validation_duration_seconds_bucket{le=\"0.005\"} 2",
             "celaest_edge_validation_duration_seconds_bucket{le=\"2.5\"} 2",
+            "celaest_edge_validation_duration_seconds_bucket{le=\"10\"} 3",
             "celaest_edge_validation_duration_seconds_bucket{le=\"+Inf\"} 3",
             "celaest_edge_validation_duration_seconds_count 3",
         ] {

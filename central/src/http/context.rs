@@ -3,6 +3,9 @@
 
 use celaest_protocol::Lang;
 
+/// The request's id, shared with the edge's request context.
+pub use celaest_net::http::context::RequestId;
+
 tokio::task_local! {
     static LANG: Lang;
 }
@@ -15,17 +18,6 @@ pub async fn with_lang<F: Future>(lang: Lang, fut: F) -> F::Output {
 /// The language of the request being handled (Spanish outside a request).
 pub fn current_lang() -> Lang {
     LANG.try_with(|l| *l).unwrap_or_default()
-}
-
-/// The request's id (`X-Request-Id`), as a request extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    /// Accepts a caller's id when it is short and plain (safe to log and echo), else makes one.
-    pub fn from_header(value: Option<&str>) -> Self {
-        Self(celaest_protocol::request_id::accept_or_generate(value))
-    }
 }
 
 #[cfg(test)]

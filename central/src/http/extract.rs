@@ -4,9 +4,8 @@
 //! parameter) and [`Path`] (400 `INVALID_PATH_PARAMETER`).
 
 use axum::{
-    body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -16,7 +15,8 @@ use super::{
     error::Error,
     validate::{FieldErrors, Validate},
 };
-use celaest_protocol::input::{JsonProblem, describe_data_error};
+use celaest_net::http::json::{JsonRejection, Numbers, read_json};
+use celaest_protocol::input::describe_data_error;
 
 /// A JSON body that deserialized and passed its [`Validate`] rules.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,21 +30,20 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(Error::api(ErrorCode::UnsupportedMediaType));
+        read_json(req, state, Numbers::Integral)
+            .await
+            .map(Self)
+            .map_err(Error::from)
+    }
+}
+
+/// A refused body as central's error (the rules are shared with the edge).
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::Code(code, details) => Error::with_details(code, details),
+            JsonRejection::Fields(fields) => Error::Validation(fields),
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::api(ErrorCode::PayloadTooLarge)
-            } else {
-                Error::api(ErrorCode::BadRequest)
-            }
-        })?;
-        let value: T = parse_json(&bytes)?;
-        let mut errors = FieldErrors::new();
-        value.validate(&mut errors);
-        errors.into_result()?;
-        Ok(Self(value))
     }
 }
 
@@ -69,32 +68,6 @@ where
             .await
             .map(Some)
     }
-}
-
-fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
-    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Deserializes JSON, telling broken syntax (400) from well-formed JSON of the wrong shape (422);
-/// integral numbers written as floats (`5.0`) count as integers, as the schema says.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    celaest_protocol::input::parse_json_integral(bytes).map_err(|problem| match problem {
-        JsonProblem::Malformed { line, column } => Error::with_details(
-            ErrorCode::MalformedJson,
-            json!({ "line": line, "column": column }),
-        ),
-        JsonProblem::Fields(fields) => Error::Validation(fields),
-    })
 }
 
 /// Query-string parameters, with a 422 naming the parameter that did not parse.
@@ -155,21 +128,6 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[expect(dead_code, reason = "fields exist to be deserialized")]
-    struct Body {
-        name: String,
-        count: u8,
-        nested: Option<Nested>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[expect(dead_code, reason = "fields exist to be deserialized")]
-    struct Nested {
-        flag: bool,
-    }
-
     fn field_of(err: Error) -> (String, &'static str) {
         match err {
             Error::Validation(fields) => {
@@ -178,52 +136,6 @@ mod tests {
             }
             other => panic!("expected a validation error, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn broken_syntax_is_malformed_json() {
-        for raw in [
-            "{",
-            "{\"name\": }",
-            "not json",
-            "{\"name\":\"a\",\"count\":1} trailing",
-        ] {
-            match parse_json::<Body>(raw.as_bytes()) {
-                Err(Error::Api {
-                    code: ErrorCode::MalformedJson,
-                    ..
-                }) => {}
-                other => panic!("{raw}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn wrong_shapes_name_the_field() {
-        assert_eq!(
-            field_of(parse_json::<Body>(br#"{"count":1}"#).unwrap_err()),
-            ("name".into(), "REQUIRED")
-        );
-        assert_eq!(
-            field_of(parse_json::<Body>(br#"{"name":"a","count":"x"}"#).unwrap_err()),
-            ("count".into(), "INVALID_TYPE")
-        );
-        assert_eq!(
-            field_of(parse_json::<Body>(br#"{"name":"a","count":300}"#).unwrap_err()),
-            ("count".into(), "INVALID_TYPE")
-        );
-        assert_eq!(
-            field_of(parse_json::<Body>(br#"{"name":"a","count":1,"extra":true}"#).unwrap_err()),
-            ("extra".into(), "UNKNOWN_FIELD")
-        );
-        assert_eq!(
-            field_of(parse_json::<Body>(br#"{"name":"a","count":1,"nested":{}}"#).unwrap_err()),
-            ("nested.flag".into(), "REQUIRED")
-        );
-        assert_eq!(
-            field_of(parse_json::<Body>(br#""text""#).unwrap_err()).0,
-            "body"
-        );
     }
 
     #[test]

@@ -2,73 +2,43 @@
 //! metrics, and the rule that every error leaves in the envelope — including those produced below
 //! the handlers (405 from the router, 413 from the body limit, timeouts) and panics.
 
-use std::{
-    any::Any,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{any::Any, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{MatchedPath, Request},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    extract::Request,
+    http::{Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use celaest_protocol::Lang;
+use celaest_net::http::context::{RequestContext, Served, carry_headers, is_bare_error, log_panic};
 use tracing::Instrument;
 
 use super::{
     codes::{ErrorCode, status_of},
-    context::{RequestId, with_lang},
+    context::with_lang,
     error::{Error, envelope},
 };
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use celaest_net::http::context::X_REQUEST_ID;
 
-/// Outermost middleware of every request.
+/// Outermost middleware of every request: the shared request context, central's task-local
+/// language for the messages rendered below, and the request metrics.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let headers = req.headers();
-    let request_id =
-        RequestId::from_header(headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()));
-    let lang = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default();
-    let method = req.method().clone();
-    // Shared, not copied, by the access log and the two metric keys.
-    let route: Option<Arc<str>> = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| Arc::from(p.as_str()));
-    req.extensions_mut().insert(request_id.clone());
-
-    let span = tracing::info_span!("request", request_id = %request_id.0);
-    let mut response = with_lang(lang, async move { into_envelope(next.run(req).await) })
-        .instrument(span)
-        .await;
-
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-        headers.insert(X_REQUEST_ID.clone(), value);
-    }
-    headers.insert(
-        header::CONTENT_LANGUAGE,
-        HeaderValue::from_static(lang.pick("es", "en")),
-    );
-
-    let elapsed = started.elapsed();
-    tracing::info!(
-        target: "celaest::access",
-        method = %method,
-        route = route.as_deref().unwrap_or("<unmatched>"),
-        status = response.status().as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id = %request_id.0,
-        "request"
-    );
-    record_request(route, &method, response.status(), elapsed);
+    let context = RequestContext::open(&mut req);
+    let span = context.span();
+    let mut response = with_lang(
+        context.lang,
+        async move { into_envelope(next.run(req).await) },
+    )
+    .instrument(span)
+    .await;
+    let Served {
+        route,
+        method,
+        status,
+        elapsed,
+    } = context.close(&mut response);
+    record_request(route, &method, status, elapsed);
     response
 }
 
@@ -139,22 +109,12 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
 
 /// Replaces a bare error answer (no JSON body) with the envelope for its status.
 fn into_envelope(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if !is_bare_error(&response) {
         return response;
     }
-    let code = ErrorCode::for_status(status.as_u16());
+    let code = ErrorCode::for_status(response.status().as_u16());
     let mut rewritten = envelope(status_of(code), code, serde_json::Value::Null);
-    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
-        if let Some(value) = response.headers().get(&name) {
-            rewritten.headers_mut().insert(name, value.clone());
-        }
-    }
+    carry_headers(&response, &mut rewritten);
     rewritten
 }
 
@@ -164,12 +124,7 @@ fn into_envelope(response: Response) -> Response {
     reason = "the signature CatchPanicLayer calls"
 )]
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("non-string panic payload");
-    tracing::error!(panic = message, "handler panicked");
+    log_panic(&*panic);
     Error::api(ErrorCode::Internal).into_response()
 }
 

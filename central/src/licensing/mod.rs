@@ -6,14 +6,10 @@ pub mod service;
 pub mod store;
 pub mod validate;
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 use celaest_protocol::{
     ValidateRequest, ValidationAnswer,
-    signing::{JwkSet, KeyRing, SIGNATURE_HEADER},
+    signing::{JwkSet, KeyRing},
     validation::{BatchRequest, parse_ip},
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -495,21 +491,7 @@ pub struct BatchAnswer {
 
 /// The answer as the protocol signs it: the envelope's exact bytes and their signature.
 fn signed<T: Serialize>(keys: &KeyRing, data: T) -> Result<Response> {
-    let signed = keys
-        .current()
-        .sign_envelope(data)
-        .map_err(anyhow::Error::from)?;
-    let signature = HeaderValue::from_str(&signed.signature).map_err(anyhow::Error::from)?;
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        signed.body,
-    )
-        .into_response();
-    response.headers_mut().insert(SIGNATURE_HEADER, signature);
-    Ok(response)
+    Ok(celaest_net::http::signed::signed(keys.current(), data)?)
 }
 
 /// Validates a license key for licensed software (no credentials needed; limited per client IP).

@@ -1,5 +1,6 @@
 //! Certificates for the replication connection: a deployment CA, central's server certificate,
-//! and edge client certificates signed by it (mutual TLS), plus loading them from PEM files.
+//! and edge client certificates signed by it (mutual TLS); loading them from PEM files is
+//! `celaest_net::quic`'s, shared with the edge.
 //!
 //! `celaest-central certs` writes a development set; in development central creates one under
 //! `.dev/certs/` on first start, and an edge started from the same directory uses it.
@@ -14,7 +15,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// Loading them, shared with the edge.
+pub use celaest_net::quic::{load_certs, load_key};
 
 /// The files of a development certificate set.
 #[derive(Debug, Clone)]
@@ -119,22 +122,6 @@ fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
-}
-
-/// Every certificate of a PEM file.
-pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-    Ok(certs)
-}
-
-/// The private key of a PEM file.
-pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("reading the private key {}", path.display()))
 }
 
 #[cfg(test)]

@@ -10,15 +10,15 @@
 
 use std::{sync::Arc, time::Duration};
 
+use celaest_net::quic::{self, read_frame};
 use celaest_protocol::replication::{
-    ALPN, BindOutcome, CentralFrame, EdgeFrame, PROTOCOL_VERSION, SNAPSHOT_CHUNK, Sync,
-    decode_body, encode, frame_len,
+    ALPN, BindOutcome, CentralFrame, EdgeFrame, PROTOCOL_VERSION, SNAPSHOT_CHUNK, Sync, encode,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{certs, store};
+use super::store;
 use crate::{
     config::ReplicationConfig,
     licensing::{
@@ -34,13 +34,9 @@ const CHANGES_PER_FRAME: i64 = 500;
 
 /// The QUIC server configuration: TLS 1.3, client certificates required, no 0-RTT.
 pub fn server_config(config: &ReplicationConfig) -> anyhow::Result<quinn::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs::load_certs(&config.ca_path)? {
-        roots.add(cert)?;
-    }
+    let provider = quic::crypto_provider();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
+        Arc::new(quic::root_store(&config.ca_path)?),
         provider.clone(),
     )
     .build()?;
@@ -48,15 +44,15 @@ pub fn server_config(config: &ReplicationConfig) -> anyhow::Result<quinn::Server
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
-            certs::load_certs(&config.cert_path)?,
-            certs::load_key(&config.key_path)?,
+            quic::load_certs(&config.cert_path)?,
+            quic::load_key(&config.key_path)?,
         )?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
+    transport.max_idle_timeout(Some(quic::IDLE_TIMEOUT.try_into()?));
     server.transport_config(Arc::new(transport));
     Ok(server)
 }
@@ -118,18 +114,6 @@ fn spawn_listener(db: sqlx::PgPool, shutdown: CancellationToken) -> broadcast::S
         }
     });
     tx
-}
-
-async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<Option<EdgeFrame>> {
-    let mut prefix = [0u8; 4];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let mut body = vec![0u8; frame_len(prefix)?];
-    recv.read_exact(&mut body).await?;
-    Ok(Some(decode_body(&body)?))
 }
 
 fn valid_name(s: &str) -> bool {

@@ -13,27 +13,28 @@ use std::time::Instant;
 
 use axum::{
     Extension, Json, Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    extract::{DefaultBodyLimit, Request, State},
+    http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use celaest_net::http::context::{
+    RequestContext, carry_headers, error_envelope, is_bare_error, log_panic,
+};
 use celaest_protocol::{
-    ErrorCode, ErrorEnvelope, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer, request_id,
-    signing::{SIGNATURE_HEADER, SigningKey},
+    ErrorCode, Lang, SuccessEnvelope, ValidateRequest, ValidationAnswer, signing::SigningKey,
     validation::BatchRequest,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::{
     EdgeState,
     validate::{Unavailable, availability, validate_all},
 };
 use client_ip::ClientIp;
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Largest request body accepted: central's default (`APP_BODY_LIMIT_BYTES`), far above a full
 /// batch of 100 validations.
@@ -96,8 +97,8 @@ pub fn router(state: EdgeState) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("handler panicked");
+            |panic: Box<dyn std::any::Any + Send>| {
+                log_panic(&*panic);
                 EdgeError::internal().into_response()
             },
         ))
@@ -157,21 +158,10 @@ async fn validate_batch(
 
 /// The answer as the protocol signs it: the envelope's exact bytes and their signature.
 fn signed<T: Serialize>(key: &SigningKey, data: T) -> Result<Response, EdgeError> {
-    let signed = key.sign_envelope(data).map_err(|e| {
-        tracing::error!(error = %e, "answer not serialized");
+    celaest_net::http::signed::signed(key, data).map_err(|e| {
+        tracing::error!(error = %e, "answer not signed");
         EdgeError::internal()
-    })?;
-    let signature = HeaderValue::from_str(&signed.signature).map_err(|_| EdgeError::internal())?;
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        signed.body,
-    )
-        .into_response();
-    response.headers_mut().insert(SIGNATURE_HEADER, signature);
-    Ok(response)
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -220,66 +210,24 @@ async fn ready(State(state): State<EdgeState>) -> Result<Json<SuccessEnvelope<Va
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<EdgeState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        crate::metrics::render(&state),
-    )
-        .into_response()
+    celaest_net::metrics::exposition(crate::metrics::render(&state))
 }
 
-/// Request id, language, envelope for every error, and one access-log line per request.
+/// The shared request context (id, language, access log) around the envelope for every error.
 async fn request_context(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = request_id::accept_or_generate(
-        req.headers()
-            .get(&X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let lang = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or_default();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    req.extensions_mut().insert(lang);
-
-    let response = next.run(req).await;
-    let mut response = render_error(response, lang);
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-    }
-    response.headers_mut().insert(
-        header::CONTENT_LANGUAGE,
-        HeaderValue::from_static(lang.pick("es", "en")),
-    );
-    tracing::info!(
-        target: "celaest::access",
-        method = %method,
-        route = route.as_deref().unwrap_or("<unmatched>"),
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = %id,
-        "request"
-    );
+    let context = RequestContext::open(&mut req);
+    let (lang, span) = (context.lang, context.span());
+    let mut response = render_error(next.run(req).instrument(span).await, lang);
+    context.close(&mut response);
     response
 }
 
 /// Gives an error answer its envelope: a handler's [`EdgeError`], or a bare status from below.
 fn render_error(response: Response, lang: Lang) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
+    if !is_bare_error(&response) {
         return response;
     }
+    let status = response.status();
     let error = response
         .extensions()
         .get::<EdgeError>()
@@ -289,10 +237,7 @@ fn render_error(response: Response, lang: Lang) -> Response {
             details: Value::Null,
         });
     let status = StatusCode::from_u16(error.code.status()).unwrap_or(status);
-    let body = ErrorEnvelope::new(error.code.as_str(), error.code.message(lang), error.details);
-    let mut rendered = (status, Json(body)).into_response();
-    if let Some(allow) = response.headers().get(header::ALLOW) {
-        rendered.headers_mut().insert(header::ALLOW, allow.clone());
-    }
+    let mut rendered = error_envelope(status, error.code, lang, error.details);
+    carry_headers(&response, &mut rendered);
     rendered
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use bytes::Bytes;
+use celaest_net::quic::read_frame;
 use celaest_protocol::replication::{
-    BindOutcome, CentralFrame, EdgeFrame, PROTOCOL_VERSION, Sync, decode_body, encode, frame_len,
+    BindOutcome, CentralFrame, EdgeFrame, PROTOCOL_VERSION, Sync, encode,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -372,18 +373,4 @@ async fn read_frames(
             return;
         }
     }
-}
-
-/// One length-prefixed frame; `None` at a clean end of stream. The length is checked before the
-/// body is allocated.
-async fn read_frame(stream: &mut quinn::RecvStream) -> anyhow::Result<Option<CentralFrame>> {
-    let mut prefix = [0u8; 4];
-    match stream.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let mut body = vec![0u8; frame_len(prefix)?];
-    stream.read_exact(&mut body).await?;
-    Ok(Some(decode_body(&body)?))
 }
